@@ -1,0 +1,184 @@
+"""The job's output folder: layout, schemas, atomic writes and compaction.
+
+Layout under `output` (a local path, or a `file://`, `s3://` or `gs://` URI):
+
+    images/<task_id>.png           the best image of each task
+    results/part-*.parquet         one row per task (RESULTS_SCHEMA)
+    convergence/part-*.parquet     one row per task per iteration (CONVERGENCE_SCHEMA)
+    results/_pending/, convergence/_pending/
+                                   one file per finished task, not yet compacted
+
+A worker finishes a task by writing its image, then its convergence piece,
+then its results piece; each file appears whole or not at all. The results
+piece therefore marks the task as done. Readers such as pyarrow, pandas and
+DuckDB skip folders that start with `_`, so they see only compacted parts,
+and a part never holds a task that an earlier part holds.
+"""
+
+import datetime
+import logging
+import os
+import posixpath
+import uuid
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+logger = logging.getLogger(__name__)
+
+RESULTS_SCHEMA = pa.schema([
+    ("task_id", pa.string()),
+    ("content", pa.string()),
+    ("style", pa.string()),
+    ("content_sha256", pa.string()),
+    ("style_sha256", pa.string()),
+    ("optimizer", pa.string()),
+    ("hyperparameters", pa.string()),  # JSON object
+    ("learning_rate", pa.float64()),
+    ("image_size", pa.int32()),  # longer side, pixels
+    ("iterations", pa.int32()),  # requested
+    ("iterations_run", pa.int32()),
+    ("seed", pa.int64()),
+    ("content_weight", pa.float64()),
+    ("style_weight", pa.float64()),
+    ("weights_source", pa.string()),
+    ("status", pa.string()),  # succeeded, diverged or failed
+    ("error", pa.string()),
+    ("best_loss", pa.float64()),
+    ("best_iteration", pa.int32()),
+    ("final_loss", pa.float64()),
+    ("seconds_per_iteration", pa.float64()),
+    ("wall_s", pa.float64()),
+    ("width_px", pa.int32()),
+    ("height_px", pa.int32()),
+    ("image_uri", pa.string()),
+    ("image_png", pa.binary()),
+    ("image_sha256", pa.string()),
+    ("device", pa.string()),
+    ("node_id", pa.string()),
+    ("finished_at", pa.timestamp("ms", tz="UTC")),
+])
+
+CONVERGENCE_SCHEMA = pa.schema([
+    ("task_id", pa.string()),
+    ("iteration", pa.int32()),
+    ("total_loss", pa.float64()),
+    ("style_loss", pa.float64()),
+    ("content_loss", pa.float64()),
+    ("elapsed_s", pa.float64()),
+])
+
+TABLES = {"results": RESULTS_SCHEMA, "convergence": CONVERGENCE_SCHEMA}
+PENDING = "_pending"
+
+
+class OutputStore:
+    """Reads and writes one run's output folder through `pyarrow.fs`."""
+
+    def __init__(self, output: str):
+        self.output = output
+        if "://" in output:
+            self.fs, self.root = pafs.FileSystem.from_uri(output)
+        else:
+            self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(output)
+        self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
+
+    def uri(self, relative: str) -> str:
+        """Return the location of `relative` in the form the user gave the output in."""
+        return posixpath.join(self.output.rstrip("/"), relative)
+
+    def _path(self, relative: str) -> str:
+        return posixpath.join(self.root, relative)
+
+    def write_bytes(self, relative: str, data: bytes) -> None:
+        """Write a file so that it appears whole or not at all."""
+        path = self._path(relative)
+        if not self.is_local:
+            # An object store publishes an object only when its upload completes.
+            with self.fs.open_output_stream(path) as stream:
+                stream.write(data)
+            return
+
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+        try:
+            with open(temporary, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+
+    def write_table(self, relative: str, table: pa.Table) -> None:
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        self.write_bytes(relative, sink.getvalue().to_pybytes())
+
+    def write_task(self, task_id: str, png: bytes | None, result_row: dict, convergence: pa.Table) -> None:
+        """Write one task's outputs; the results piece goes last and marks the task as done."""
+        if png is not None:
+            self.write_bytes(f"images/{task_id}.png", png)
+        self.write_table(f"convergence/{PENDING}/{task_id}.parquet", convergence)
+        self.write_table(f"results/{PENDING}/{task_id}.parquet", pa.Table.from_pylist([result_row], RESULTS_SCHEMA))
+
+    def list_files(self, folder: str) -> list[str]:
+        """Paths of the `.parquet` files directly inside `folder`, sorted."""
+        selector = pafs.FileSelector(self._path(folder), allow_not_found=True)
+        infos = self.fs.get_file_info(selector)
+        return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+
+    def read_table(self, name: str, include_pending: bool = True, columns=None) -> pa.Table:
+        """Read a table's compacted parts and, optionally, its pending pieces."""
+        schema = TABLES[name]
+        paths = self.list_files(name)
+        if include_pending:
+            paths += self.list_files(f"{name}/{PENDING}")
+        if columns is not None:
+            schema = pa.schema([schema.field(c) for c in columns])
+        tables = [pq.read_table(p, filesystem=self.fs, columns=columns) for p in paths]
+        return pa.concat_tables([t.cast(schema) for t in tables]) if tables else schema.empty_table()
+
+    def finished_task_ids(self) -> set[str]:
+        """Ids of tasks with a results row, compacted or pending."""
+        return set(self.read_table("results", columns=["task_id"]).column("task_id").to_pylist())
+
+    def compact(self) -> int:
+        """Fold pending pieces into one new part per table; returns the number of tasks added.
+
+        Safe to interrupt at any point: a piece is deleted only after the part
+        holding its rows exists, and pieces whose task a part already holds
+        are dropped rather than added twice.
+        """
+        done = set(self.read_table("results", include_pending=False, columns=["task_id"]).column("task_id").to_pylist())
+        finished = self.finished_task_ids()
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
+        added = 0
+
+        # Convergence first: its rows must be in place before the results row
+        # that marks the task as done becomes visible.
+        for name in ("convergence", "results"):
+            pieces = self.list_files(f"{name}/{PENDING}")
+            if not pieces:
+                continue
+            present = done if name == "results" else set(
+                self.read_table(name, include_pending=False, columns=["task_id"]).column("task_id").to_pylist())
+            table = pa.concat_tables([pq.read_table(p, filesystem=self.fs).cast(TABLES[name]) for p in pieces])
+            ids = table.column("task_id")
+            keep = pc.and_(pc.is_in(ids, pa.array(sorted(finished), pa.string())),
+                           pc.invert(pc.is_in(ids, pa.array(sorted(present), pa.string()))))
+            table = table.filter(keep)
+            if table.num_rows:
+                self.write_table(f"{name}/part-{stamp}-{uuid.uuid4().hex[:8]}.parquet", table)
+            if name == "results":
+                added = table.num_rows
+            for path in pieces:
+                # Pieces of unfinished tasks stay: their results piece may still come.
+                task_id = posixpath.basename(path).removesuffix(".parquet")
+                if task_id in finished:
+                    self.fs.delete_file(path)
+        logger.info("Compacted %d finished task(s) into %s", added, self.output)
+        return added

@@ -1,0 +1,137 @@
+"""Stylize every content/style pair of a manifest with every optimizer configuration, on Ray.
+
+    python -m jobs.stylize manifests/demo.yaml
+
+Connects to the Ray cluster in RAY_ADDRESS (as `ray job submit` sets it),
+else starts a local Ray on 127.0.0.1. Tasks already finished in the output
+folder are skipped, so a rerun after a crash, or after new images were
+added, does only the remaining work.
+"""
+
+import argparse
+import dataclasses
+import logging
+import math
+import os
+import sys
+import time
+
+import ray
+
+from jobs.manifest import ManifestError, Task, load_manifest
+from jobs.outputs import OutputStore
+from jobs.worker import StylizeActor
+
+logger = logging.getLogger("jobs.stylize")
+
+# Ray Data needs a CPU for its own work beside the actors; without one the
+# pipeline waits forever on a machine whose CPUs all belong to actors.
+RESERVED_CPUS = 1
+PROGRESS_INTERVAL_S = 30.0
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m jobs.stylize", description=__doc__.splitlines()[0])
+    parser.add_argument("manifest", help="YAML manifest of pairs, optimizer grids and the output folder")
+    parser.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs each actor reserves (default 1)")
+    parser.add_argument("--gpus-per-actor", type=float, default=None,
+                        help="GPUs each actor reserves (default 1 when the cluster has GPUs, else 0)")
+    parser.add_argument("--max-actors", type=int, default=None,
+                        help="upper bound on actors (default: as many as the cluster's resources allow)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        manifest, tasks = load_manifest(args.manifest)
+    except ManifestError as error:
+        logger.error("%s", error)
+        return 2
+    return run(manifest, tasks, args)
+
+
+def run(manifest, tasks: list[Task], args) -> int:
+    """Run the pending tasks of a validated manifest; returns the process exit status."""
+    start = time.perf_counter()
+    store = OutputStore(manifest.output)
+    store.compact()  # folds pieces a killed earlier run left behind
+    finished = store.finished_task_ids()
+    pending = [t for t in tasks if t.task_id not in finished]
+    logger.info("Manifest %s: %d task(s), %d already finished, %d to run; output %s",
+                args.manifest, len(tasks), len(tasks) - len(pending), len(pending), manifest.output)
+    logger.info("Settings: %s", manifest.model_dump(exclude={"pairs", "optimizers", "output"}))
+
+    counts = {}
+    if pending:
+        counts = _run_on_ray(manifest, pending, args)
+    store.compact()
+
+    failed = counts.get("failed", 0)
+    logger.info("Done in %.1f s: %s; output %s", time.perf_counter() - start,
+                ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to run",
+                manifest.output)
+    return 1 if failed else 0
+
+
+def _run_on_ray(manifest, pending: list[Task], args) -> dict:
+    _init_ray()
+    resources = ray.cluster_resources()
+    logger.info("Cluster resources: %s", {k: v for k, v in resources.items() if not k.startswith("node:")})
+
+    gpus = args.gpus_per_actor if args.gpus_per_actor is not None else (1.0 if resources.get("GPU", 0) else 0.0)
+    actors = _actor_count(resources, args.cpus_per_actor, gpus, len(pending), args.max_actors)
+    logger.info("Starting %d actor(s) with %g CPU and %g GPU each", actors, args.cpus_per_actor, gpus)
+
+    dataset = ray.data.from_items([dataclasses.asdict(t) for t in pending], override_num_blocks=len(pending))
+    results = dataset.map_batches(
+        StylizeActor,
+        fn_constructor_kwargs={"output": manifest.output, "weights": manifest.weights,
+                               "seed": manifest.seed, "use_gpu": gpus > 0},
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=args.cpus_per_actor,
+        num_gpus=gpus,
+        # A killed actor process is restarted and its unfinished task retried.
+        max_restarts=3,
+        max_task_retries=3,
+    )
+
+    counts: dict[str, int] = {}
+    done, last_report, start = 0, time.perf_counter(), time.perf_counter()
+    for row in results.iter_rows():
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+        done += 1
+        logger.info("Task %s %s: %d iterations, best loss %.4g, %.1f s%s", row["task_id"], row["status"],
+                    row["iterations_run"], row["best_loss"], row["wall_s"],
+                    f" ({row['error']})" if row["error"] else "")
+        now = time.perf_counter()
+        if now - last_report >= PROGRESS_INTERVAL_S or done == len(pending):
+            rate = done / (now - start)
+            logger.info("Progress: %d/%d tasks, %.2f tasks/min, ETA %.0f s",
+                        done, len(pending), rate * 60, (len(pending) - done) / rate if rate else math.inf)
+            last_report = now
+    return counts
+
+
+def _init_ray() -> None:
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(logging_level=logging.WARNING)
+    else:
+        # A local Ray binds to loopback only and runs no dashboard.
+        ray.init(include_dashboard=False, logging_level=logging.WARNING, _node_ip_address="127.0.0.1")
+    logging.getLogger("ray").setLevel(logging.WARNING)
+
+
+def _actor_count(resources: dict, cpus_per_actor: float, gpus_per_actor: float, tasks: int, max_actors) -> int:
+    by_cpu = int((resources.get("CPU", 1) - RESERVED_CPUS) // cpus_per_actor) if cpus_per_actor else tasks
+    by_gpu = int(resources.get("GPU", 0) // gpus_per_actor) if gpus_per_actor else tasks
+    count = max(1, min(by_cpu, by_gpu, tasks))
+    return min(count, max_actors) if max_actors else count
+
+
+if __name__ == "__main__":
+    sys.exit(main())

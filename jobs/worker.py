@@ -1,0 +1,111 @@
+"""The Ray Data actor that holds one VGG19 and stylizes task after task."""
+
+import datetime
+import hashlib
+import json
+import logging
+import os
+import time
+
+import numpy as np
+import pyarrow as pa
+
+from jobs.outputs import CONVERGENCE_SCHEMA, OutputStore
+
+logger = logging.getLogger(__name__)
+
+
+def configure_tensorflow(use_gpu: bool) -> str:
+    """Hide GPUs from a CPU actor, or turn on memory growth for a GPU actor; returns the device name."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not use_gpu:
+        tf.config.set_visible_devices([], "GPU")
+        return "CPU"
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    return "GPU" if gpus else "CPU"
+
+
+class StylizeActor:
+    """Callable class for `Dataset.map_batches`: loads VGG19 once, then runs each task of each batch.
+
+    Every task ends with its outputs written, including failed ones, so one
+    bad image never stops the others.
+    """
+
+    def __init__(self, output: str, weights: str, seed: int, use_gpu: bool = False):
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.device = configure_tensorflow(use_gpu)
+
+        from stylecore.features import FeatureExtractor
+        from stylecore.weights import load_weights
+
+        start = time.perf_counter()
+        self.extractor = FeatureExtractor(load_weights(weights, seed=seed))
+        self.store = OutputStore(output)
+        self.node_id = _node_id()
+        logger.info("Actor ready on %s (node %s) with weights %s in %.1f s",
+                    self.device, self.node_id, self.extractor.weights_source, time.perf_counter() - start)
+
+    def __call__(self, batch: dict) -> dict:
+        tasks = [dict(zip(batch, values)) for values in zip(*batch.values())]
+        summaries = [self.run_task(task) for task in tasks]
+        return {key: np.array([s[key] for s in summaries]) for key in summaries[0]}
+
+    def run_task(self, task: dict) -> dict:
+        """Stylize one task and write its outputs; returns a short summary for the driver."""
+        from stylecore.images import encode_png, load_image
+        from stylecore.optim import make_optimizer
+        from stylecore.transfer import TransferSettings, stylize
+
+        task = {key: value.item() if hasattr(value, "item") else value for key, value in task.items()}
+        task_id = task["task_id"]
+        logger.info("Task %s started: %s + %s, %s %s", task_id, task["content"], task["style"],
+                    task["optimizer"], task["hyperparameters"])
+        start = time.perf_counter()
+        hyperparameters = json.loads(task["hyperparameters"])
+        row = {**task, "learning_rate": hyperparameters.get("learning_rate"),
+               "weights_source": self.extractor.weights_source, "device": self.device, "node_id": self.node_id}
+        png, history = None, []
+        try:
+            content = load_image(task["content"], task["image_size"])
+            style = load_image(task["style"], task["image_size"])
+            settings = TransferSettings(iterations=task["iterations"], seed=task["seed"],
+                                        content_weight=task["content_weight"], style_weight=task["style_weight"])
+            result = stylize(self.extractor, content, style, make_optimizer(task["optimizer"], **hyperparameters), settings)
+        except Exception as error:  # one task's failure must not end the actor or lose other tasks
+            logger.error("Task %s failed: %s", task_id, error)
+            row.update(status="failed", error=f"{type(error).__name__}: {error}")
+        else:
+            png = encode_png(result.image)
+            history = result.history
+            row.update(
+                status=result.status, error=None, best_loss=result.best_loss, best_iteration=result.best_iteration,
+                final_loss=result.final_loss, iterations_run=result.iterations,
+                seconds_per_iteration=result.seconds_per_iteration,
+                height_px=result.image.shape[0], width_px=result.image.shape[1],
+                image_uri=self.store.uri(f"images/{task_id}.png"), image_png=png,
+                image_sha256=hashlib.sha256(png).hexdigest(),
+            )
+
+        row.update(wall_s=time.perf_counter() - start, finished_at=datetime.datetime.now(datetime.UTC))
+        convergence = pa.Table.from_pylist(
+            [{"task_id": task_id, **{f: getattr(r, f) for f in CONVERGENCE_SCHEMA.names[1:]}} for r in history],
+            CONVERGENCE_SCHEMA,
+        )
+        self.store.write_task(task_id, png, row, convergence)
+        logger.info("Task %s %s: %d iterations, best loss %.4g, %.1f s",
+                    task_id, row["status"], row.get("iterations_run") or 0, row.get("best_loss") or float("nan"), row["wall_s"])
+        return {"task_id": task_id, "status": row["status"], "best_loss": row.get("best_loss") or float("nan"),
+                "iterations_run": row.get("iterations_run") or 0, "wall_s": row["wall_s"], "error": row.get("error") or ""}
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # outside Ray (tests call the actor directly)
+        return ""
