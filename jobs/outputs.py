@@ -75,10 +75,19 @@ PENDING = "_pending"
 
 
 class OutputStore:
-    """Reads and writes one run's output folder through `pyarrow.fs`."""
+    """Reads and writes one run's output folder through `pyarrow.fs`.
 
-    def __init__(self, output: str):
+    Args:
+        output: a local folder, or a `file://`, `s3://` or `gs://` URI.
+        tables: the Parquet tables of this kind of run, by folder name.
+        done_table: the table whose row marks a task as finished; its piece
+            is written last.
+    """
+
+    def __init__(self, output: str, tables: dict[str, pa.Schema] = TABLES, done_table: str = "results"):
         self.output = output
+        self.tables = tables
+        self.done_table = done_table
         if "://" in output:
             self.fs, self.root = pafs.FileSystem.from_uri(output)
         else:
@@ -118,12 +127,12 @@ class OutputStore:
         pq.write_table(table, sink)
         self.write_bytes(relative, sink.getvalue().to_pybytes())
 
-    def write_task(self, task_id: str, png: bytes | None, result_row: dict, convergence: pa.Table) -> None:
-        """Write one task's outputs; the results piece goes last and marks the task as done."""
-        if png is not None:
-            self.write_bytes(f"images/{task_id}.png", png)
-        self.write_table(f"convergence/{PENDING}/{task_id}.parquet", convergence)
-        self.write_table(f"results/{PENDING}/{task_id}.parquet", pa.Table.from_pylist([result_row], RESULTS_SCHEMA))
+    def write_task(self, task_id: str, pieces: dict[str, pa.Table], files: dict[str, bytes] | None = None) -> None:
+        """Write one task's files, then its table pieces, the `done_table` piece last, so it marks the task as done."""
+        for relative, data in (files or {}).items():
+            self.write_bytes(relative, data)
+        for name in sorted(pieces, key=lambda n: n == self.done_table):
+            self.write_table(f"{name}/{PENDING}/{task_id}.parquet", pieces[name].cast(self.tables[name]))
 
     def list_files(self, folder: str) -> list[str]:
         """Paths of the `.parquet` files directly inside `folder`, sorted."""
@@ -133,7 +142,7 @@ class OutputStore:
 
     def read_table(self, name: str, include_pending: bool = True, columns=None) -> pa.Table:
         """Read a table's compacted parts and, optionally, its pending pieces."""
-        schema = TABLES[name]
+        schema = self.tables[name]
         paths = self.list_files(name)
         if include_pending:
             paths += self.list_files(f"{name}/{PENDING}")
@@ -144,7 +153,7 @@ class OutputStore:
 
     def finished_task_ids(self) -> set[str]:
         """Ids of tasks with a results row, compacted or pending."""
-        return set(self.read_table("results", columns=["task_id"]).column("task_id").to_pylist())
+        return set(self.read_table(self.done_table, columns=["task_id"]).column("task_id").to_pylist())
 
     def compact(self) -> int:
         """Fold pending pieces into one new part per table; returns the number of tasks added.
@@ -153,27 +162,25 @@ class OutputStore:
         holding its rows exists, and pieces whose task a part already holds
         are dropped rather than added twice.
         """
-        done = set(self.read_table("results", include_pending=False, columns=["task_id"]).column("task_id").to_pylist())
         finished = self.finished_task_ids()
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
         added = 0
 
-        # Convergence first: its rows must be in place before the results row
-        # that marks the task as done becomes visible.
-        for name in ("convergence", "results"):
+        # The done table last: the other tables' rows must be in place before
+        # the row that marks the task as done becomes visible.
+        for name in sorted(self.tables, key=lambda n: n == self.done_table):
             pieces = self.list_files(f"{name}/{PENDING}")
             if not pieces:
                 continue
-            present = done if name == "results" else set(
-                self.read_table(name, include_pending=False, columns=["task_id"]).column("task_id").to_pylist())
-            table = pa.concat_tables([pq.read_table(p, filesystem=self.fs).cast(TABLES[name]) for p in pieces])
+            present = set(self.read_table(name, include_pending=False, columns=["task_id"]).column("task_id").to_pylist())
+            table = pa.concat_tables([pq.read_table(p, filesystem=self.fs).cast(self.tables[name]) for p in pieces])
             ids = table.column("task_id")
             keep = pc.and_(pc.is_in(ids, pa.array(sorted(finished), pa.string())),
                            pc.invert(pc.is_in(ids, pa.array(sorted(present), pa.string()))))
             table = table.filter(keep)
             if table.num_rows:
                 self.write_table(f"{name}/part-{stamp}-{uuid.uuid4().hex[:8]}.parquet", table)
-            if name == "results":
+            if name == self.done_table:
                 added = table.num_rows
             for path in pieces:
                 # Pieces of unfinished tasks stay: their results piece may still come.

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from jobs.outputs import CONVERGENCE_SCHEMA, OutputStore
+from jobs.outputs import CONVERGENCE_SCHEMA, RESULTS_SCHEMA, OutputStore
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,9 @@ class StylizeActor:
             [{"task_id": task_id, **{f: getattr(r, f) for f in CONVERGENCE_SCHEMA.names[1:]}} for r in history],
             CONVERGENCE_SCHEMA,
         )
-        self.store.write_task(task_id, png, row, convergence)
+        files = {f"images/{task_id}.png": png} if png is not None else {}
+        results = pa.Table.from_pylist([row], RESULTS_SCHEMA)
+        self.store.write_task(task_id, {"results": results, "convergence": convergence}, files)
         logger.info("Task %s %s: %d iterations, best loss %.4g, %.1f s",
                     task_id, row["status"], row.get("iterations_run") or 0, row.get("best_loss") or float("nan"), row["wall_s"])
         return {"task_id": task_id, "status": row["status"], "best_loss": row.get("best_loss") or float("nan"),
@@ -103,9 +105,7 @@ class StylizeActor:
 
 
 def _node_id() -> str:
-    try:
-        import ray
+    import ray
 
-        return ray.get_runtime_context().get_node_id()
-    except Exception:  # outside Ray (tests call the actor directly)
-        return ""
+    # Outside Ray (tests call the actor directly) there is no node, and asking would start one.
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
