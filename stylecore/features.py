@@ -53,5 +53,7 @@ class FeatureExtractor:
     def __call__(self, image: tf.Tensor) -> tuple[list[tf.Tensor], list[tf.Tensor]]:
         """Return (content activations, style activations) for a B x H x W x 3 VGG19 input."""
         activations = self.model(image, training=False)
+        if not isinstance(activations, (list, tuple)):  # Keras returns a bare tensor for a single output
+            activations = [activations]
         count = len(self.content_layers)
         return list(activations[:count]), list(activations[count:])

@@ -1,0 +1,29 @@
+"""The frozen VGG19 feature extractor."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from stylecore.features import DEFAULT_STYLE_LAYERS, FeatureExtractor
+
+
+def test_extractor_shapes_any_size(extractor):
+    image = tf.zeros([1, 48, 40, 3])
+    content, style = extractor(image)
+    assert [tuple(f.shape) for f in content] == [(1, 3, 2, 512)]  # block5_conv2 at 1/16 scale
+    assert [f.shape[-1] for f in style] == [64, 128, 256, 512, 512]
+    assert tuple(style[0].shape) == (1, 48, 40, 64)
+
+
+def test_extractor_uses_given_weights(random_weights):
+    extractor = FeatureExtractor(random_weights, content_layers=("block1_conv1",), style_layers=())
+    image = np.random.default_rng(0).normal(size=(1, 8, 8, 3)).astype(np.float32)
+    (features,), _ = extractor(tf.constant(image))
+    kernel, bias = random_weights.layers["block1_conv1"]
+    expected = tf.nn.relu(tf.nn.conv2d(image, kernel, strides=1, padding="SAME") + bias)
+    np.testing.assert_allclose(features.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_layer_lists_valid_layers(random_weights):
+    with pytest.raises(ValueError, match="unknown VGG19 layer block6_conv1; valid layers: block1_conv1"):
+        FeatureExtractor(random_weights, content_layers=("block6_conv1",), style_layers=DEFAULT_STYLE_LAYERS)
