@@ -1,0 +1,88 @@
+"""The style-transfer batch job on a local Ray, reading its Parquet outputs back."""
+
+import textwrap
+
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from jobs import stylize
+from jobs.outputs import CONVERGENCE_SCHEMA, RESULTS_SCHEMA
+
+ITERATIONS = 3
+
+
+def test_job_writes_one_row_per_task_and_iteration(local_ray, tmp_path, image_files):
+    contents, styles = image_files
+    path = tmp_path / "manifest.yaml"
+    path.write_text(textwrap.dedent(f"""
+        output: out
+        weights: random
+        image_size: 32
+        iterations: {ITERATIONS}
+        pairs:
+          - content: [{contents[0].name}, {contents[1].name}]
+            style: {styles[0].name}
+        optimizers:
+          - name: adam
+            learning_rate: [1.0, 4.0]
+    """))
+
+    assert stylize.main([str(path)]) == 0
+
+    results = pq.read_table(tmp_path / "out" / "results")
+    assert results.schema.equals(RESULTS_SCHEMA)
+    assert results.num_rows == 4
+    assert set(results.column("status").to_pylist()) == {"succeeded"}
+    assert sorted(results.column("learning_rate").to_pylist()) == [1.0, 1.0, 4.0, 4.0]
+
+    convergence = pq.read_table(tmp_path / "out" / "convergence")
+    assert convergence.schema.equals(CONVERGENCE_SCHEMA)
+    assert convergence.num_rows == 4 * ITERATIONS
+    for task_id in results.column("task_id").to_pylist():
+        rows = convergence.filter(convergence.column("task_id").to_numpy(zero_copy_only=False) == task_id)
+        assert sorted(rows.column("iteration").to_pylist()) == list(range(ITERATIONS))
+
+    for row in results.to_pylist():
+        with Image.open(tmp_path / "out" / "images" / f"{row['task_id']}.png") as image:
+            assert image.size == (row["width_px"], row["height_px"]) == (32, 27)
+            assert image.mode == "RGB"
+
+    # A rerun finds every task finished and adds nothing.
+    assert stylize.main([str(path)]) == 0
+    assert pq.read_table(tmp_path / "out" / "results").num_rows == 4
+    assert pq.read_table(tmp_path / "out" / "convergence").num_rows == 4 * ITERATIONS
+
+
+def test_job_bad_image_fails_alone(local_ray, tmp_path, image_files):
+    contents, styles = image_files
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"this is not a PNG")
+    path = tmp_path / "manifest.yaml"
+    path.write_text(textwrap.dedent(f"""
+        output: out
+        weights: random
+        image_size: 32
+        iterations: {ITERATIONS}
+        pairs:
+          - content: [{contents[0].name}, broken.png]
+            style: {styles[0].name}
+        optimizers:
+          - name: adam
+    """))
+
+    assert stylize.main([str(path)]) == 1
+
+    rows = {r["content"]: r for r in pq.read_table(tmp_path / "out" / "results").to_pylist()}
+    assert rows[str(contents[0])]["status"] == "succeeded"
+    failed = rows[str(broken)]
+    assert failed["status"] == "failed"
+    assert "broken.png" in failed["error"]
+    assert failed["image_uri"] is None
+
+
+def test_job_invalid_manifest_exits_2(tmp_path, caplog):
+    path = tmp_path / "manifest.yaml"
+    path.write_text("output: out\npairs: []\noptimizers: []\n")
+    assert stylize.main([str(path)]) == 2
+    assert "pairs: List should have at least 1 item" in caplog.text
