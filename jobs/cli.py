@@ -1,0 +1,136 @@
+"""The `stylize` command: `stylize one` for a single image, `stylize run` for a manifest on Ray.
+
+    stylize one CONTENT STYLE -o OUT.png [--image-size PX] [--iterations N] [--optimizer adam] ...
+    stylize run MANIFEST [--max-actors N] ...
+
+Every default comes from `stylecore` (TransferSettings, the optimizer
+signatures, the image size), so the command and the manifest agree.
+"""
+
+import argparse
+import dataclasses
+import logging
+import sys
+import typing
+
+from stylecore import optim
+from stylecore.images import DEFAULT_MAX_SIZE_PX
+from stylecore.transfer import TransferSettings
+from stylecore.weights import WEIGHT_SOURCES
+
+logger = logging.getLogger("jobs.cli")
+
+EXIT_BAD_INPUT = 2
+
+SETTING_HELP = {
+    "content_layers": "comma-separated VGG19 layers for the content loss",
+    "style_layers": "comma-separated VGG19 layers for the style loss",
+    "style_layer_weights": "comma-separated weight of each style layer",
+    "content_weight": "weight of the content loss",
+    "style_weight": "weight of the style loss",
+    "tv_weight": "weight of the total-variation loss",
+    "iterations": "optimizer steps",
+    "time_budget_s": "stop after this many seconds",
+    "init": "initial image: content, noise or style",
+    "seed": "random seed for noise initialization and random weights",
+}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="stylize", description="Gatys neural style transfer.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_one_parser(commands)
+    run = commands.add_parser("run", help="run a manifest on Ray (same as python -m jobs.stylize)")
+    run.add_argument("manifest")
+    run.add_argument("rest", nargs=argparse.REMAINDER, help="options of python -m jobs.stylize")
+
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        from jobs import stylize
+
+        return stylize.main([args.manifest, *args.rest])
+    return run_one(args)
+
+
+def _add_one_parser(commands) -> None:
+    one = commands.add_parser("one", help="stylize one content image with one style image")
+    one.add_argument("content", help="content image: a path or a file:// URI")
+    one.add_argument("style", help="style image: a path or a file:// URI")
+    one.add_argument("-o", "--output", required=True, help="where to write the stylized PNG")
+    one.add_argument("--image-size", type=int, default=DEFAULT_MAX_SIZE_PX,
+                     help=f"longer side of the result in pixels (default {DEFAULT_MAX_SIZE_PX})")
+    one.add_argument("--weights", default="auto", help=f"VGG19 weights: {', '.join(WEIGHT_SOURCES)} (default auto)")
+    one.add_argument("--optimizer", default="adam", choices=list(optim.OPTIMIZERS), help="optimizer (default adam)")
+
+    for field in dataclasses.fields(TransferSettings):
+        _add_setting_option(one, field)
+
+    hyperparameters = sorted({key for name in optim.OPTIMIZERS for key in optim.hyperparameter_defaults(name)})
+    group = one.add_argument_group("optimizer hyperparameters (defaults depend on --optimizer)")
+    for key in hyperparameters:
+        defaults = {name: optim.hyperparameter_defaults(name).get(key) for name in optim.OPTIMIZERS}
+        shown = ", ".join(f"{name} {value:g}" for name, value in defaults.items() if value is not None)
+        group.add_argument(f"--{key.replace('_', '-')}", dest=f"hp_{key}", type=float, default=None,
+                           help=f"default: {shown}")
+
+
+def _add_setting_option(parser, field) -> None:
+    flag = f"--{field.name.replace('_', '-')}"
+    default = field.default
+    base = typing.get_args(field.type)[0] if typing.get_origin(field.type) in (tuple, typing.Union) else field.type
+    if typing.get_origin(field.type) is tuple:
+        convert = (lambda text, cast=base: tuple(cast(v) for v in text.split(",") if v))
+        shown = ",".join(str(v) for v in default)
+    else:
+        convert = base if base in (int, float, str) else float
+        shown = default
+    parser.add_argument(flag, dest=field.name, type=convert, default=default, help=f"{SETTING_HELP.get(field.name, field.name)} (default: {shown})")
+
+
+def run_one(args) -> int:
+    """Stylize one pair with a progress bar; returns the exit status."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import numpy as np
+    from PIL import Image
+    from tqdm import tqdm
+
+    from stylecore.features import FeatureExtractor
+    from stylecore.images import ImageError, encode_png, load_image
+    from stylecore.transfer import stylize
+    from stylecore.weights import WeightsError, load_weights
+
+    settings = TransferSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TransferSettings)})
+    hyperparameters = {k[3:]: v for k, v in vars(args).items() if k.startswith("hp_") and v is not None}
+    try:
+        optimizer = optim.make_optimizer(args.optimizer, **hyperparameters)
+        content = load_image(args.content, args.image_size)
+        style = load_image(args.style, args.image_size)
+        extractor = FeatureExtractor(load_weights(args.weights, seed=settings.seed),
+                                     settings.content_layers, settings.style_layers)
+    except (ImageError, WeightsError, ValueError) as error:
+        print(f"stylize: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    with tqdm(total=settings.iterations, unit="it", desc="stylizing") as bar:
+        def report(record):
+            bar.set_postfix(loss=f"{record.total_loss:.4g}", refresh=False)
+            bar.update(1)
+
+        result = stylize(extractor, content, style, optimizer, settings, callback=report)
+
+    try:
+        with open(args.output, "wb") as file:
+            file.write(encode_png(result.image))
+    except OSError as error:
+        print(f"stylize: error: cannot write {args.output}: {error.strerror}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    height, width = result.image.shape[:2]
+    print(f"{result.status}: {args.output} ({width} x {height} px), {result.iterations} iterations, "
+          f"best loss {result.best_loss:.4g} at iteration {result.best_iteration}, "
+          f"{result.seconds_per_iteration:.3f} s/iteration")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
