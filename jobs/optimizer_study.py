@@ -423,7 +423,7 @@ def _png(figure: Figure) -> bytes:
 def format_final_losses(results: pa.Table) -> str:
     """Return a plain-text table of every trial's final loss, sorted by optimizer and learning rate."""
     header = f"{'optimizer':<9} {'learning_rate':>13} {'batch':>5} {'seed':>6} {'final_loss':>11} " \
-             f"{'best_loss':>10} {'steps_to_threshold':>18} {'w1':>7} {'w2':>7} {'b':>7}  status"
+             f"{'best_loss':>10} {'steps_to_threshold':>18} {'w1':>9} {'w2':>9} {'b':>9}  status"
     lines = [header]
     order = {name: index for index, name in enumerate(linear.STUDY_OPTIMIZERS)}
     rows = sorted(results.to_pylist(), key=lambda r: (order.get(r["optimizer"], 99), r["learning_rate"],
@@ -432,8 +432,8 @@ def format_final_losses(results: pa.Table) -> str:
         batch = "full" if row["batch_size"] == linear.DEFAULT_EXAMPLES else str(row["batch_size"])
         threshold = "-" if row["steps_to_threshold"] is None else str(row["steps_to_threshold"])
         lines.append(f"{row['optimizer']:<9} {row['learning_rate']:>13g} {batch:>5} {row['seed']:>6} "
-                     f"{row['final_loss']:>11.4f} {row['best_loss']:>10.4f} {threshold:>18} "
-                     f"{row['w1']:>7.3f} {row['w2']:>7.3f} {row['b']:>7.3f}  {row['status']}")
+                     f"{row['final_loss']:>11.5g} {row['best_loss']:>10.5g} {threshold:>18} "
+                     f"{row['w1']:>9.4g} {row['w2']:>9.4g} {row['b']:>9.4g}  {row['status']}")
     return "\n".join(lines)
 
 

@@ -60,6 +60,9 @@ class TrainingResult:
 
     A diverged run stops at the first non-finite loss, so it has fewer rows
     than the requested steps, and its last loss is inf or NaN.
+
+    NOTE: a loss that grows but stays finite for all the steps still counts
+    as SUCCEEDED, for example gd with learning rate 1 and 300 steps.
     """
 
     losses: np.ndarray  # [steps_run], full-data MSE after each step
@@ -176,7 +179,9 @@ def train(optimizer: str = "gd", hyperparameters: dict | None = None, steps: int
     weight_optimizer.build(weights)
     bias_optimizer.build(bias)
 
-    @tf.function
+    # AutoGraph is off because the step has no tensor-dependent control flow,
+    # and AutoGraph re-reads source files, which fails if they changed on disk.
+    @tf.function(autograph=False)
     def step(indices):
         batch_features, batch_targets = features, targets
         if indices is not None:
