@@ -1,13 +1,17 @@
-"""Content, style and total losses of Gatys et al., "A Neural Algorithm of Artistic Style" (2015).
+"""Content, style, total variation and total losses of Gatys et al., "A Neural Algorithm of Artistic Style" (2015).
 
 Activations are float32 tensors, B x H x W x C (or H x W x C); Gram
-matrices are C x C (or B x C x C).
+matrices are C x C (or B x C x C). The total variation loss reads the
+optimized image itself, in VGG19 input space (pixel values on the 0-255
+scale, mean subtracted).
 """
 
 import tensorflow as tf
 
 DEFAULT_CONTENT_WEIGHT = 1e3
 DEFAULT_STYLE_WEIGHT = 1e-2
+# Off by default, as in the paper, which has no smoothness term.
+DEFAULT_TV_WEIGHT = 0.0
 # Departure from the paper, which weights every style layer equally: deeper
 # layers count more here, 1, 2, 3, ... for the first, second, third style layer.
 DEFAULT_STYLE_LAYER_WEIGHTS = (1.0, 2.0, 3.0, 4.0, 5.0)
@@ -56,6 +60,27 @@ def style_loss(generated_features: tf.Tensor, target_gram: tf.Tensor) -> tf.Tens
     return tf.reduce_mean(squared)
 
 
+def total_variation_loss(image: tf.Tensor) -> tf.Tensor:
+    """Return the mean squared difference between vertical neighbours plus that between horizontal neighbours.
+
+    Accepts H x W x C, or B x H x W x C, which gives B values. Departure from
+    the paper, which has no smoothness term: the squared (β = 2) form of
+    Mahendran and Vedaldi (2015), averaged rather than summed so that it does
+    not grow with the image size. For pixel values on the 0-255 scale it is
+    in squared pixel values.
+    """
+    image = tf.convert_to_tensor(image, tf.float32)
+    rank = image.shape.rank
+    if rank not in (3, 4):
+        raise ValueError(f"total_variation_loss expects H x W x C or B x H x W x C images, got rank {rank}")
+
+    batched = image if rank == 4 else image[tf.newaxis]
+    vertical = tf.square(batched[:, 1:, :, :] - batched[:, :-1, :, :])
+    horizontal = tf.square(batched[:, :, 1:, :] - batched[:, :, :-1, :])
+    loss = tf.reduce_mean(vertical, axis=[1, 2, 3]) + tf.reduce_mean(horizontal, axis=[1, 2, 3])
+    return loss if rank == 4 else loss[0]
+
+
 def total_loss(
     content_features,
     style_features,
@@ -64,20 +89,29 @@ def total_loss(
     content_weight=DEFAULT_CONTENT_WEIGHT,
     style_weight=DEFAULT_STYLE_WEIGHT,
     style_layer_weights=DEFAULT_STYLE_LAYER_WEIGHTS,
+    tv_weight=DEFAULT_TV_WEIGHT,
+    image=None,
 ):
-    """Return (total, style, content) losses.
+    """Return (total, style, content, total variation) losses, per image when batched.
 
-    total = style_weight · Σₗ wₗ · style_loss(layer l) + content_weight · mean over content layers of content_loss.
-    The style and content parts are returned already weighted, so that
-    total = style + content.
+    total = style_weight · Σₗ wₗ · style_loss(layer l)
+          + content_weight · mean over content layers of content_loss
+          + tv_weight · total_variation_loss(image).
+    The parts are returned already weighted, so that total = style + content + tv.
+    `image` is the optimized image the features were computed from; it is
+    required when `tv_weight` is not 0.
     """
     if len(style_layer_weights) != len(style_features):
         raise ValueError(f"{len(style_layer_weights)} style layer weights for {len(style_features)} style layers")
+    if tv_weight != 0 and image is None:
+        raise ValueError(f"tv_weight is {tv_weight}, so total_loss needs the image; pass image= or set tv_weight to 0")
 
     style = tf.add_n([w * style_loss(f, g) for w, f, g in zip(style_layer_weights, style_features, style_grams)])
     content = tf.add_n([content_loss(f, t) for f, t in zip(content_features, content_targets)])
     content = content / len(content_features)
+    tv = total_variation_loss(image) if image is not None else tf.zeros_like(content)
 
     style = style_weight * style
     content = content_weight * content
-    return style + content, style, content
+    tv = tv_weight * tv
+    return style + content + tv, style, content, tv

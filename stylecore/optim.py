@@ -9,6 +9,11 @@ Every optimizer shares one interface:
 - `apply_gradient(gradient, variable)` runs one update in TF ops, so a whole
   step compiles inside `tf.function`.
 
+L-BFGS is the exception: its line search re-evaluates the loss, so it sets
+`needs_loss_function` and offers `apply_step(loss_and_gradient, variable,
+loss, gradient, project)` in place of `apply_gradient`. Its only
+hyperparameter, `history_size`, is a Python int.
+
 `tf.keras.optimizers` is deliberately not used: the update rules are the
 subject of the optimizer comparisons this project runs.
 """
@@ -25,6 +30,8 @@ class Optimizer:
     """
 
     name = ""
+    # True for optimizers that re-evaluate the loss within a step and so update through `apply_step`.
+    needs_loss_function = False
 
     def __init__(self, **hyperparameters):
         self.hyperparameters = {}
@@ -136,7 +143,147 @@ class AdaGrad(Optimizer):
         variable.assign_sub(self.learning_rate * gradient / (tf.sqrt(accumulator) + self.epsilon))
 
 
-OPTIMIZERS = {cls.name: cls for cls in (Adam, GradientDescent, AdaGrad)}
+# Backtracking line search of the L-BFGS step.
+ARMIJO_C1 = 1e-4  # fraction of the linear decrease a trial step must achieve, the customary value
+BACKTRACKING_FACTOR = 0.5  # each rejected trial halves the step length
+MAX_LINE_SEARCH_STEPS = 20  # the last trial is 0.5¹⁹ ≈ 2e-6 of the first
+CURVATURE_TOLERANCE = 1e-10  # a pair (s, y) is stored only when sᵀy > CURVATURE_TOLERANCE · yᵀy
+
+
+class LBFGS(Optimizer):
+    """Limited-memory BFGS (Liu and Nocedal, 1989), the optimizer of Gatys et al.
+
+    Each step takes the direction d = −H·g, where the two-loop recursion
+    applies the inverse-Hessian estimate H built from the last `history_size`
+    pairs s = w_new − w, y = g_new − g, starting from γ·I with
+    γ = sᵀy / yᵀy of the newest pair. With no pairs yet, γ = 1 / max|g|, so
+    the first trial moves the largest element by 1 (one pixel value for images).
+
+    Step length: backtracking from 1, halving until the Armijo condition
+    f(P(w + t·d)) ≤ f(w) + c₁·gᵀ(P(w + t·d) − w) holds, where P is `project`.
+    A strong-Wolfe search would also bound the new slope, but the loop clips
+    the image to valid pixels after every step. Along a clipped path that
+    slope condition no longer guarantees sᵀy > 0, while the Armijo test in
+    this projected form still guarantees a decrease. Pairs with too little
+    curvature are dropped instead, which keeps H positive definite. Once H is
+    well scaled, the first trial usually passes, so a step costs about one
+    loss-and-gradient evaluation.
+
+    A line search that finds no decrease in `MAX_LINE_SEARCH_STEPS` trials
+    leaves the variable unchanged and clears the history.
+
+    NOTE: the whole variable is one vector here, so a batch of images shares
+    one step length and one curvature estimate.
+
+    Args:
+        history_size: m, the number of stored (s, y) pairs, at least 1.
+    """
+
+    name = "lbfgs"
+    needs_loss_function = True
+
+    def __init__(self, history_size=10):
+        message = check_hyperparameter("history_size", history_size)
+        if message:
+            raise ValueError(f"history_size {message}")
+        super().__init__()
+        self.history_size = int(history_size)  # a float such as 5.0 from a command line is accepted
+
+    def build(self, variable):
+        shape = [self.history_size, *variable.shape]
+        self.s_history = tf.Variable(tf.zeros(shape), trainable=False, name="lbfgs_s")
+        self.y_history = tf.Variable(tf.zeros(shape), trainable=False, name="lbfgs_y")
+        self.rho = tf.Variable(tf.zeros([self.history_size]), trainable=False, name="lbfgs_rho")  # 1 / sᵀy
+        self.count = tf.Variable(0, trainable=False, name="lbfgs_count")  # stored pairs
+        self.next_index = tf.Variable(0, trainable=False, name="lbfgs_next_index")  # ring buffer slot to write
+
+    def apply_gradient(self, gradient, variable):
+        raise TypeError("lbfgs re-evaluates the loss in its line search; call apply_step(loss_and_gradient, ...)")
+
+    def apply_step(self, loss_and_gradient, variable, loss, gradient, project=None):
+        """Move `variable` by one L-BFGS step and return the loss and gradient at the new point.
+
+        Args:
+            loss_and_gradient: maps a tensor shaped like `variable` to (scalar
+                loss, gradient); it must not read `variable` itself.
+            loss, gradient: their values at the current `variable`.
+            project: maps a trial point into the feasible set, for example a
+                clip to valid pixels; None means no constraint.
+        """
+        project = project if project is not None else tf.identity
+        start = tf.convert_to_tensor(variable)
+        direction = self._direction(gradient)
+
+        def sufficient_decrease(point, trial_loss):
+            return trial_loss <= loss + ARMIJO_C1 * _dot(gradient, point - start)
+
+        def try_step(count, step_length, *_):
+            step_length = step_length * BACKTRACKING_FACTOR
+            point = project(start + step_length * direction)
+            return (count + 1, step_length, point, *loss_and_gradient(point))
+
+        def keep_searching(count, step_length, point, trial_loss, trial_gradient):
+            return tf.logical_and(count < MAX_LINE_SEARCH_STEPS, tf.logical_not(sufficient_decrease(point, trial_loss)))
+
+        # The first call multiplies 2 by BACKTRACKING_FACTOR, so the first trial has step length 1.
+        first = try_step(tf.constant(0), tf.constant(1.0 / BACKTRACKING_FACTOR))
+        _, _, point, trial_loss, trial_gradient = tf.while_loop(keep_searching, try_step, first)
+
+        accepted = sufficient_decrease(point, trial_loss)
+        self._remember(accepted, point - start, trial_gradient - gradient)
+        variable.assign(tf.where(accepted, point, start))
+        return tf.where(accepted, trial_loss, loss), tf.where(accepted, trial_gradient, gradient)
+
+    def _direction(self, gradient):
+        # Two-loop recursion, unrolled over the history_size slots; empty slots contribute nothing.
+        q = gradient
+        terms = []
+        for age in range(self.history_size):
+            index = (self.next_index - 1 - age) % self.history_size
+            valid = age < self.count
+            s, y, rho = tf.gather(self.s_history, index), tf.gather(self.y_history, index), tf.gather(self.rho, index)
+            alpha = tf.where(valid, rho * _dot(s, q), 0.0)
+            q = q - alpha * y
+            terms.append((s, y, rho, valid, alpha))
+
+        newest_s, newest_y, _, _, _ = terms[0]
+        max_gradient = tf.maximum(tf.reduce_max(tf.abs(gradient)), 1e-30)
+        gamma = tf.where(self.count > 0, _dot(newest_s, newest_y) / _dot(newest_y, newest_y), 1.0 / max_gradient)
+        r = gamma * q
+        for s, y, rho, valid, alpha in reversed(terms):
+            beta = tf.where(valid, rho * _dot(y, r), 0.0)
+            r = r + (alpha - beta) * s
+        direction = -r
+
+        # A stale history can yield an ascent direction; steepest descent replaces it.
+        return tf.where(_dot(gradient, direction) < 0.0, direction, -gradient / max_gradient)
+
+    def _remember(self, accepted, s, y):
+        curvature = _dot(s, y)
+        store = tf.logical_and(accepted, curvature > CURVATURE_TOLERANCE * _dot(y, y))
+
+        def store_pair():
+            index = self.next_index
+            self.s_history.scatter_nd_update([[index]], [s])
+            self.y_history.scatter_nd_update([[index]], [y])
+            self.rho.scatter_nd_update([[index]], [1.0 / curvature])
+            self.next_index.assign((index + 1) % self.history_size)
+            self.count.assign(tf.minimum(self.count + 1, self.history_size))
+            return tf.constant(True)
+
+        def keep_or_clear():
+            # A failed line search means the history misleads; start again from steepest descent.
+            self.count.assign(tf.where(accepted, self.count, 0))
+            return tf.constant(False)
+
+        tf.cond(store, store_pair, keep_or_clear)
+
+
+def _dot(a, b):
+    return tf.reduce_sum(a * b)
+
+
+OPTIMIZERS = {cls.name: cls for cls in (Adam, GradientDescent, AdaGrad, LBFGS)}
 
 
 def hyperparameter_defaults(name: str) -> dict:
@@ -164,7 +311,9 @@ HYPERPARAMETER_RANGES = {
     "epsilon": (0.0, float("inf"), False),
     "momentum": (0.0, 1.0, True),
     "initial_accumulator_value": (0.0, float("inf"), True),
+    "history_size": (1.0, float("inf"), True),
 }
+INTEGER_HYPERPARAMETERS = {"history_size"}
 
 
 def check_hyperparameter(key: str, value) -> str | None:
@@ -175,4 +324,6 @@ def check_hyperparameter(key: str, value) -> str | None:
     if not (low < value or (low_allowed and value == low)) or not value < high:
         opening = "[" if low_allowed else "("
         return f"must be in {opening}{low:g}, {high:g}), got {value!r}"
+    if key in INTEGER_HYPERPARAMETERS and value != int(value):
+        return f"must be a whole number, got {value!r}"
     return None

@@ -4,12 +4,16 @@ The optimized image is held as a TF variable in VGG19 input space
 (1 x H x W x 3 float32, BGR, ImageNet mean subtracted) and clipped to the
 valid 0-255 pixel range after every step. Iteration i records the losses of
 the image before the i-th update, so iteration 0 is the initial image.
+
+A run ends with one of three statuses: "succeeded" after `iterations`
+updates, "timed_out" when `time_budget_s` ran out first, or "diverged" when
+a loss became NaN or infinite. Every status returns the best image seen.
 """
 
 import dataclasses
 import statistics
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -18,6 +22,8 @@ from stylecore import losses
 from stylecore.features import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, FeatureExtractor
 from stylecore.images import IMAGENET_MEAN_BGR, deprocess, preprocess
 from stylecore.optim import Optimizer
+
+INIT_MODES = ("content", "noise", "style")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,18 +35,37 @@ class TransferSettings:
     style_layer_weights: tuple[float, ...] = losses.DEFAULT_STYLE_LAYER_WEIGHTS
     content_weight: float = losses.DEFAULT_CONTENT_WEIGHT
     style_weight: float = losses.DEFAULT_STYLE_WEIGHT
-    iterations: int = 100  # optimizer steps
-    seed: int = 0
+    tv_weight: float = losses.DEFAULT_TV_WEIGHT
+    iterations: int = 100  # maximum optimizer steps
+    time_budget_s: float | None = None  # wall-clock limit of the loop, including tracing; None means no limit
+    # Starting image: the content image, seeded uniform noise in 0-255, or the style image stretched to the
+    # content size. Departure from the paper, which starts from white noise: "content" converges in fewer steps.
+    init: str = "content"
+    seed: int = 0  # seeds TF and the "noise" start
+
+    def __post_init__(self):
+        problems = []
+        if self.init not in INIT_MODES:
+            problems.append(f"init must be one of {', '.join(INIT_MODES)}, got {self.init!r}")
+        if self.iterations < 1:
+            problems.append(f"iterations must be at least 1, got {self.iterations!r}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            problems.append(f"time_budget_s must be positive or None for no limit, got {self.time_budget_s!r}")
+        if self.tv_weight < 0:
+            problems.append(f"tv_weight must be at least 0, got {self.tv_weight!r}")
+        if problems:
+            raise ValueError("invalid transfer settings: " + "; ".join(problems))
 
 
 @dataclasses.dataclass(frozen=True)
 class IterationRecord:
-    """Losses of the image before one update, and seconds since the loop started."""
+    """Weighted losses of the image before one update, and seconds since the loop started."""
 
     iteration: int
     total_loss: float
     style_loss: float
     content_loss: float
+    tv_loss: float
     elapsed_s: float
 
 
@@ -54,8 +79,13 @@ class StylizeResult:
     best_iteration: int
     final_loss: float
     iterations: int  # updates run
-    status: str  # "succeeded", or "diverged" when the loss became NaN or infinite
+    status: str  # "succeeded", "timed_out" or "diverged"
     seconds_per_iteration: float  # median, excluding iteration 0, which includes tracing
+
+
+class _Targets(NamedTuple):
+    content_features: list[tf.Tensor]  # activations of the content image at the content layers
+    style_grams: list[tf.Tensor]  # Gram matrices of the style image at the style layers
 
 
 def stylize(
@@ -66,70 +96,110 @@ def stylize(
     settings: TransferSettings = TransferSettings(),
     callback: Callable[[IterationRecord], None] | None = None,
 ) -> StylizeResult:
-    """Optimize an image starting from the content image.
+    """Optimize an image, starting as `settings.init` says, until an iteration or time budget runs out.
 
     Args:
         extractor: VGG19 with `settings`' content and style layers.
         content_rgb, style_rgb: RGB, H x W x 3, values 0-255; sizes may differ.
+            The result has the content image's size.
         optimizer: a fresh optimizer; `stylize` builds its state.
         callback: called with each iteration's record, from this thread.
     """
     tf.random.set_seed(settings.seed)
-    content = tf.constant(preprocess(content_rgb))
-    style = tf.constant(preprocess(style_rgb))
+    targets = _build_targets(extractor, content_rgb, style_rgb)
 
-    content_targets, _ = extractor(content)
-    _, style_features = extractor(style)
-    style_grams = [losses.gram_matrix(f) for f in style_features]
-
-    image = tf.Variable(content, name="stylized_image")
-    best_image = tf.Variable(content, trainable=False)
+    initial = tf.constant(_initial_image(content_rgb, style_rgb, settings))
+    image = tf.Variable(initial, name="stylized_image")
+    best_image = tf.Variable(initial, trainable=False)
     best_loss = tf.Variable(np.inf, dtype=tf.float32, trainable=False)
     optimizer.build(image)
-    step = _make_step(extractor, optimizer, settings, image, best_image, best_loss, content_targets, style_grams)
 
-    history = []
-    status = "succeeded"
-    start = time.perf_counter()
-    for iteration in range(settings.iterations):
-        total, style_part, content_part = (float(t) for t in step())
-        record = IterationRecord(iteration, total, style_part, content_part, time.perf_counter() - start)
-        history.append(record)
-        if callback is not None:
-            callback(record)
-        if not np.isfinite(total):
-            status = "diverged"
-            break
-
+    step = _make_step(extractor, optimizer, settings, targets, image, best_image, best_loss)
+    history, status = _run_loop(step, settings, callback)
     return _result(history, best_image, status)
 
 
-def _make_step(extractor, optimizer, settings, image, best_image, best_loss, content_targets, style_grams):
+def _build_targets(extractor, content_rgb, style_rgb) -> _Targets:
+    content_features, _ = extractor(tf.constant(preprocess(content_rgb)))
+    _, style_features = extractor(tf.constant(preprocess(style_rgb)))
+    return _Targets(content_features, [losses.gram_matrix(f) for f in style_features])
+
+
+def _initial_image(content_rgb, style_rgb, settings) -> np.ndarray:
+    """Return the starting image as VGG19 input (1 x H x W x 3, BGR, mean subtracted), sized like the content."""
+    height, width = np.shape(content_rgb)[:2]
+    if settings.init == "content":
+        rgb = content_rgb
+    elif settings.init == "noise":
+        rgb = np.random.default_rng(settings.seed).uniform(0.0, 255.0, (height, width, 3))
+    else:
+        # Stretched to the content size, so the aspect ratio changes when the two differ.
+        style = tf.constant(np.asarray(style_rgb, np.float32))
+        rgb = tf.image.resize(style, (height, width), method="bilinear", antialias=True).numpy()
+    return preprocess(rgb)
+
+
+def _make_step(extractor, optimizer, settings, targets, image, best_image, best_loss):
     # Valid pixel range 0-255 in BGR, mean-subtracted space.
     low = tf.constant(-IMAGENET_MEAN_BGR)
     high = tf.constant(255.0 - IMAGENET_MEAN_BGR)
 
-    @tf.function
-    def step():
+    def project(x):
+        return tf.clip_by_value(x, low, high)
+
+    def evaluate(x):
+        """Return the (total, style, content, tv) losses of image `x` and the gradient of the total."""
         with tf.GradientTape() as tape:
-            content_features, style_features = extractor(image)
-            total, style_part, content_part = losses.total_loss(
-                content_features, style_features, content_targets, style_grams,
+            tape.watch(x)
+            content_features, style_features = extractor(x)
+            parts = losses.total_loss(
+                content_features, style_features, targets.content_features, targets.style_grams,
                 settings.content_weight, settings.style_weight, settings.style_layer_weights,
+                settings.tv_weight, image=x,
             )
             # The losses are per image (shape [1]); the loop optimizes one image.
-            total, style_part, content_part = (tf.reduce_sum(t) for t in (total, style_part, content_part))
-        gradient = tape.gradient(total, image)
+            parts = tuple(tf.reduce_sum(part) for part in parts)
+        return parts, tape.gradient(parts[0], x)
 
-        improved = total < best_loss
-        best_loss.assign(tf.where(improved, total, best_loss))
+    def loss_and_gradient(x):
+        parts, gradient = evaluate(x)
+        return parts[0], gradient
+
+    @tf.function
+    def step():
+        parts, gradient = evaluate(tf.convert_to_tensor(image))
+        improved = parts[0] < best_loss
+        best_loss.assign(tf.where(improved, parts[0], best_loss))
         best_image.assign(tf.where(improved, image, best_image))
 
-        optimizer.apply_gradient(gradient, image)
-        image.assign(tf.clip_by_value(image, low, high))
-        return total, style_part, content_part
+        if optimizer.needs_loss_function:
+            # NOTE: the next step evaluates the accepted point again to record its loss parts,
+            # one forward and backward pass more per iteration than the line search needs.
+            optimizer.apply_step(loss_and_gradient, image, parts[0], gradient, project)
+        else:
+            optimizer.apply_gradient(gradient, image)
+            image.assign(project(image))
+        return parts
 
     return step
+
+
+def _run_loop(step, settings, callback) -> tuple[list[IterationRecord], str]:
+    """Run `step` until a budget runs out or the loss is not finite; return the history and the status."""
+    history = []
+    start = time.perf_counter()
+    for iteration in range(settings.iterations):
+        total, style_part, content_part, tv_part = (float(t) for t in step())
+        record = IterationRecord(iteration, total, style_part, content_part, tv_part, time.perf_counter() - start)
+        history.append(record)
+        if callback is not None:
+            callback(record)
+
+        if not np.isfinite(total):
+            return history, "diverged"
+        if settings.time_budget_s is not None and record.elapsed_s >= settings.time_budget_s:
+            return history, "timed_out"
+    return history, "succeeded"
 
 
 def _result(history, best_image, status):

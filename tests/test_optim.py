@@ -1,5 +1,7 @@
 """Update rules against hand-computed trajectories and tf.keras optimizers; hyperparameter validation."""
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -90,7 +92,7 @@ def test_rule_matches_keras_oracle(name, hyperparameters, make_oracle):
 
 
 def test_registry_names_and_defaults():
-    assert set(optim.OPTIMIZERS) >= {"adam", "gd", "adagrad"}
+    assert list(optim.OPTIMIZERS) == ["adam", "gd", "adagrad", "lbfgs"]
     assert optim.hyperparameter_defaults("gd") == {"learning_rate": 1e-4, "momentum": 0.0}
     assert optim.hyperparameter_defaults("adagrad") == {
         "learning_rate": 10.0, "initial_accumulator_value": 0.1, "epsilon": 1e-7,
@@ -120,7 +122,133 @@ def test_valid_hyperparameter_accepted(key, value):
 
 
 def test_make_optimizer_rejects_unknown_names():
-    with pytest.raises(ValueError, match=r"unknown optimizer 'sgd'; valid optimizers: adam, gd, adagrad"):
+    with pytest.raises(ValueError, match=r"unknown optimizer 'sgd'; valid optimizers: adam, gd, adagrad, lbfgs"):
         optim.make_optimizer("sgd")
     with pytest.raises(ValueError, match=r"optimizer gd: unknown field beta1; valid fields: learning_rate, momentum"):
         optim.make_optimizer("gd", beta1=0.9)
+
+
+# f(w) = ½ Σ λᵢ (wᵢ − cᵢ)² with condition number 1000, minimum f = 0 at c.
+QUADRATIC_CURVATURES = tf.constant([1.0, 10.0, 100.0, 1000.0])
+QUADRATIC_MINIMUM = tf.constant([1.0, -2.0, 3.0, -4.0])
+
+
+def quadratic_loss_and_gradient(point):
+    with tf.GradientTape() as tape:
+        tape.watch(point)
+        loss = 0.5 * tf.reduce_sum(QUADRATIC_CURVATURES * tf.square(point - QUADRATIC_MINIMUM))
+    return loss, tape.gradient(loss, point)
+
+
+def run_lbfgs(steps, history_size=5, project=None):
+    optimizer = optim.LBFGS(history_size=history_size)
+    variable = tf.Variable(tf.zeros(4))
+    optimizer.build(variable)
+    loss, gradient = quadratic_loss_and_gradient(tf.convert_to_tensor(variable))
+    losses = [float(loss)]
+    for _ in range(steps):
+        loss, gradient = optimizer.apply_step(quadratic_loss_and_gradient, variable, loss, gradient, project)
+        losses.append(float(loss))
+    return variable.numpy(), losses
+
+
+def test_lbfgs_reaches_quadratic_minimum():
+    point, losses = run_lbfgs(steps=20)
+
+    np.testing.assert_allclose(point, QUADRATIC_MINIMUM.numpy(), atol=1e-2)
+    assert losses[-1] < 1e-6 * losses[0]
+
+
+def test_lbfgs_loss_never_increases():
+    _, losses = run_lbfgs(steps=20)
+
+    assert all(later <= earlier for earlier, later in zip(losses, losses[1:]))
+
+
+def run_fixed_gradients_on_quadratic(optimizer, steps):
+    variable = tf.Variable(tf.zeros(4))
+    optimizer.build(variable)
+    for _ in range(steps):
+        _, gradient = quadratic_loss_and_gradient(tf.convert_to_tensor(variable))
+        optimizer.apply_gradient(gradient, variable)
+    return variable.numpy()
+
+
+def test_gd_far_from_quadratic_minimum_in_same_steps():
+    # The stable step 1 / λ_max barely moves the λ = 1 coordinate in 20 steps, unlike L-BFGS.
+    trajectory = run_fixed_gradients_on_quadratic(optim.GradientDescent(learning_rate=1e-3), steps=20)
+
+    assert abs(trajectory[0] - 1.0) > 0.9
+
+
+def test_lbfgs_projected_step_stays_in_bounds():
+    # Clipping to [-2.5, 2.5] leaves the constrained minimum at (1, -2, 2.5, -2.5).
+    point, _ = run_lbfgs(steps=30, project=lambda x: tf.clip_by_value(x, -2.5, 2.5))
+
+    assert np.all(np.abs(point) <= 2.5)
+    np.testing.assert_allclose(point, [1.0, -2.0, 2.5, -2.5], atol=1e-2)
+
+
+def test_lbfgs_compiled_step_matches_eager():
+    optimizer = optim.LBFGS(history_size=3)
+    variable = tf.Variable(tf.zeros(4))
+    optimizer.build(variable)
+    compiled_step = tf.function(lambda loss, gradient: optimizer.apply_step(quadratic_loss_and_gradient, variable,
+                                                                            loss, gradient))
+    loss, gradient = quadratic_loss_and_gradient(tf.convert_to_tensor(variable))
+    for _ in range(8):
+        loss, gradient = compiled_step(loss, gradient)
+
+    eager_point, _ = run_lbfgs(steps=8, history_size=3)
+    np.testing.assert_allclose(variable.numpy(), eager_point, rtol=1e-6)
+
+
+def test_lbfgs_direction_matches_dense_bfgs():
+    # The two-loop recursion must equal −H·g for H built by the dense BFGS update from the newest pairs.
+    rng = np.random.default_rng(3)
+    hessian = rng.normal(size=(4, 4))
+    hessian = hessian @ hessian.T + 4 * np.eye(4)
+    optimizer = optim.LBFGS(history_size=3)
+    optimizer.build(tf.Variable(tf.zeros(4)))
+    pairs = []
+    for _ in range(5):
+        s = rng.normal(size=4).astype(np.float32)
+        y = (hessian @ s).astype(np.float32)
+        optimizer._remember(tf.constant(True), tf.constant(s), tf.constant(y))
+        pairs.append((s.astype(np.float64), y.astype(np.float64)))
+    gradient = rng.normal(size=4).astype(np.float32)
+
+    s, y = pairs[-1]
+    inverse = (s @ y) / (y @ y) * np.eye(4)
+    for s, y in pairs[-3:]:
+        rho = 1.0 / (s @ y)
+        v = np.eye(4) - rho * np.outer(y, s)
+        inverse = v.T @ inverse @ v + rho * np.outer(s, s)
+    direction = optimizer._direction(tf.constant(gradient)).numpy()
+
+    np.testing.assert_allclose(direction, -inverse @ gradient, rtol=1e-4, atol=1e-6)
+
+
+def test_lbfgs_rejects_apply_gradient():
+    optimizer = optim.LBFGS()
+    variable = tf.Variable(tf.zeros(2))
+    optimizer.build(variable)
+
+    assert optimizer.needs_loss_function
+    with pytest.raises(TypeError, match="call apply_step"):
+        optimizer.apply_gradient(tf.ones(2), variable)
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [(0, "must be in [1, inf), got 0"), (2.5, "must be a whole number, got 2.5"), ("ten", "must be a number, got 'ten'")],
+)
+def test_invalid_history_size_message(value, message):
+    assert optim.check_hyperparameter("history_size", value) == message
+    with pytest.raises(ValueError, match=re.escape(f"history_size {message}")):
+        optim.LBFGS(history_size=value)
+
+
+def test_lbfgs_accepts_whole_float_history_size():
+    assert optim.make_optimizer("lbfgs", history_size=5.0).history_size == 5
+    assert optim.hyperparameter_defaults("lbfgs") == {"history_size": 10}

@@ -1,0 +1,161 @@
+"""The optimization loop with a random-weights VGG19 on images of a few dozen pixels."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import make_rgb
+from stylecore import optim
+from stylecore.transfer import IterationRecord, TransferSettings, stylize
+
+CONTENT_RGB = make_rgb(32, 40, seed=0)  # height 32, width 40
+STYLE_RGB = make_rgb(36, 32, seed=10)
+
+
+def run(extractor, optimizer="adam", content=CONTENT_RGB, style=STYLE_RGB, callback=None, **settings):
+    optimizer = optimizer if isinstance(optimizer, optim.Optimizer) else optim.make_optimizer(optimizer)
+    return stylize(extractor, content, style, optimizer, TransferSettings(**settings), callback)
+
+
+def test_adam_lowers_loss(extractor):
+    result = run(extractor, iterations=6)
+
+    assert result.status == "succeeded"
+    assert result.iterations == 6
+    assert result.history[-1].total_loss < result.history[0].total_loss
+    assert result.best_loss < result.history[0].total_loss
+    assert result.best_loss == min(r.total_loss for r in result.history)
+    assert result.image.dtype == np.uint8
+    assert result.image.shape == (32, 40, 3)
+
+
+def test_history_fields_and_callback(extractor):
+    seen = []
+
+    result = run(extractor, iterations=3, tv_weight=1e-3, callback=seen.append)
+
+    assert seen == result.history
+    assert [r.iteration for r in result.history] == [0, 1, 2]
+    assert [f.name for f in dataclasses.fields(IterationRecord)] == [
+        "iteration", "total_loss", "style_loss", "content_loss", "tv_loss", "elapsed_s",
+    ]
+    for record in result.history:
+        assert record.total_loss == pytest.approx(record.style_loss + record.content_loss + record.tv_loss, rel=1e-5)
+        assert record.tv_loss > 0
+    assert all(a.elapsed_s < b.elapsed_s for a, b in zip(result.history, result.history[1:]))
+    assert result.seconds_per_iteration > 0
+
+
+def test_tv_loss_zero_by_default(extractor):
+    result = run(extractor, iterations=1)
+
+    assert result.history[0].tv_loss == 0.0
+
+
+def test_content_init_starts_at_content(extractor):
+    result = run(extractor, iterations=1, init="content")
+
+    # With one iteration the best image is the initial one.
+    assert result.history[0].content_loss == 0.0
+    np.testing.assert_array_equal(result.image, CONTENT_RGB)
+
+
+def test_style_init_resized_to_content(extractor):
+    result = run(extractor, iterations=1, init="style")
+
+    assert result.image.shape == CONTENT_RGB.shape
+    assert result.history[0].content_loss > 0
+
+
+def test_style_init_same_size_is_style(extractor):
+    style = make_rgb(32, 40, seed=11)
+
+    result = run(extractor, style=style, iterations=1, init="style")
+
+    assert np.max(np.abs(result.image.astype(int) - style.astype(int))) <= 1
+    assert result.history[0].style_loss < 1e-3 * run(extractor, style=style, iterations=1).history[0].style_loss
+
+
+def test_noise_init_depends_on_seed(extractor):
+    first = run(extractor, iterations=1, init="noise", seed=1)
+    again = run(extractor, iterations=1, init="noise", seed=1)
+    other = run(extractor, iterations=1, init="noise", seed=2)
+
+    np.testing.assert_array_equal(first.image, again.image)
+    assert np.any(first.image != other.image)
+    assert first.history[0].content_loss > 0
+    # Uniform noise in 0-255 has a wide spread, unlike the smooth content image.
+    assert first.image.std() > 60
+
+
+def test_time_budget_stops_early(extractor):
+    result = run(extractor, iterations=50, time_budget_s=1e-3)
+
+    assert result.status == "timed_out"
+    assert result.iterations == 1
+    assert np.all(np.isfinite(result.image))
+
+
+def test_huge_learning_rate_keeps_best_image(extractor):
+    # Clipping to valid pixels keeps the loss finite even at α = 1e6; the best image is then the start.
+    result = run(extractor, optim.Adam(learning_rate=1e6), iterations=3)
+
+    assert result.history[1].total_loss > result.history[0].total_loss
+    assert result.best_iteration == 0
+    assert result.image.dtype == np.uint8
+    np.testing.assert_array_equal(result.image, CONTENT_RGB)
+
+
+class AdamThenNaN(optim.Adam):
+    """Adam whose third update writes NaN into the image, to force a non-finite loss."""
+
+    def apply_gradient(self, gradient, variable):
+        super().apply_gradient(gradient, variable)
+        variable.assign(tf.where(self.step >= 3.0, float("nan"), variable))
+
+
+def test_nan_loss_diverges_with_finite_image(extractor):
+    result = run(extractor, AdamThenNaN(learning_rate=1e6), iterations=10)
+
+    assert result.status == "diverged"
+    assert result.iterations == 4
+    assert np.isnan(result.history[-1].total_loss)
+    assert np.isfinite(result.best_loss)
+    assert result.best_iteration in (0, 1, 2)
+    assert result.image.dtype == np.uint8
+    np.testing.assert_array_equal(result.image, CONTENT_RGB)
+
+
+def test_runs_deterministic_for_seed(extractor):
+    first = run(extractor, optim.Adam(), iterations=3, init="noise", seed=5)
+    second = run(extractor, optim.Adam(), iterations=3, init="noise", seed=5)
+
+    np.testing.assert_array_equal(first.image, second.image)
+    assert [r.total_loss for r in first.history] == [r.total_loss for r in second.history]
+
+
+def test_lbfgs_in_loop_lowers_loss(extractor):
+    result = run(extractor, "lbfgs", iterations=4)
+
+    losses = [r.total_loss for r in result.history]
+    assert result.status == "succeeded"
+    assert result.iterations == 4
+    # The Armijo line search accepts only decreasing steps.
+    assert all(later < earlier for earlier, later in zip(losses, losses[1:]))
+    assert result.image.dtype == np.uint8
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("init", "zeros", "init must be one of content, noise, style, got 'zeros'"),
+        ("iterations", 0, "iterations must be at least 1, got 0"),
+        ("time_budget_s", 0.0, "time_budget_s must be positive or None for no limit, got 0.0"),
+        ("tv_weight", -1.0, "tv_weight must be at least 0, got -1.0"),
+    ],
+)
+def test_invalid_settings_message(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TransferSettings(**{field: value})
