@@ -18,10 +18,11 @@ Pillow decodes, and turns each into sRGB the same way:
 - An embedded ICC profile is converted to sRGB with LittleCMS.
 - Transparent pixels are composited onto `DEFAULT_BACKGROUND_RGB`.
 
-It rejects, with one `ImageError` line that names the source, the problem and
-the fix: missing, empty or unreadable files, directories, data that is not a
-supported image, truncated or corrupt data, images over `MAX_IMAGE_PIXELS`,
-and aspect ratios so extreme that the shorter side would fall below `MIN_SIZE_PX`.
+It raises one `ImageError` line that names the source, the problem and the fix
+for missing, empty or unreadable files and for directories. It does the same for
+data that is not a supported image, truncated or corrupt data, images over
+`MAX_IMAGE_PIXELS`, and aspect ratios so extreme that the shorter side would
+fall below `min_size` (default `MIN_SIZE_PX`).
 """
 
 import io
@@ -42,9 +43,10 @@ IMAGENET_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 
 DEFAULT_MAX_SIZE_PX = 512
 
-# VGG19's five pooling layers halve the image five times, so a side shorter
-# than 2**5 = 32 px leaves block5 with no pixels.
-MIN_SIZE_PX = 32
+# The default content and style layers (up to block5_conv2) sit after four of
+# VGG19's five pooling layers, which halve the image each time. A side shorter
+# than 2**4 = 16 px leaves them no pixels. Choosing block5_pool needs min_size=32.
+MIN_SIZE_PX = 16
 
 # Decoding limit, checked against the header before any pixel is decoded.
 # 64 million pixels covers 61-megapixel camera photos and takes about 192 MB as
@@ -95,7 +97,7 @@ def load_image(
             scaled up with the same Lanczos filter, so every image of a run has
             the same scale. A 1 x 1 image becomes a flat max_size x max_size one.
         min_size: the shortest side in pixels the result may have. The default
-            is what VGG19's five pooling layers need.
+            is what the default VGG19 layers need (see `MIN_SIZE_PX`).
         max_pixels: the largest width x height accepted, read from the file's
             header before decoding.
         background: the RGB colour, 0-255, that transparent pixels are
@@ -111,7 +113,7 @@ def load_image(
         ValueError: `max_size` is smaller than `min_size`.
     """
     if max_size < min_size:
-        raise ValueError(f"max_size {max_size} px is below min_size {min_size} px; pass a max_size of at least {min_size}")
+        raise ValueError(f"max_size {max_size} px is below min_size {min_size} px. Pass a max_size of at least {min_size}")
 
     name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
     data = bytes(source) if isinstance(source, (bytes, bytearray)) else _read_source(name)
@@ -162,11 +164,11 @@ def _read_uri(uri: str) -> bytes:
 
 
 def _open_image(name: str, data: bytes) -> Image.Image:
-    """Open the image and read its header only; pixels are decoded later by `load`."""
+    """Open the image and read only its header. `Image.load` decodes the pixels later."""
     try:
         return Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
     except Image.DecompressionBombError as error:
-        # Pillow raises this itself above twice its global limit, before our own check can run.
+        # Pillow raises this itself above twice its global limit, before `_check_size` can run.
         raise ImageError(f"{name}: image dimensions exceed the decoding limit ({_one_line(error)}). "
                          "Downscale the image before loading it.") from error
     except UnidentifiedImageError as error:
@@ -197,8 +199,8 @@ def _check_size(name: str, size: tuple[int, int], max_size: int, min_size: int, 
     resized = _resized_size(width, height, max_size)
     if min(resized) < min_size:
         raise ImageError(f"{name}: aspect ratio {width}:{height} is too extreme. After resizing to {resized[0]} x "
-                         f"{resized[1]} px the shorter side is below min_size {min_size} px that VGG19's pooling "
-                         "layers need. Crop the image closer to square or raise max_size.")
+                         f"{resized[1]} px the shorter side is below min_size {min_size} px that the VGG19 layers "
+                         "need. Crop the image closer to square or raise max_size.")
 
 
 def _verify_checksums(name: str, image_format: str, data: bytes) -> None:
@@ -243,6 +245,8 @@ def _scale_to_8_bit(name: str, image: Image.Image, integer_full_scale: float) ->
     32-bit TIFF to 2**31 - 1 (signed) or 2**32 - 1 (unsigned), with negative
     values clipped to 0. Float samples are read as 0.0-1.0 when none exceeds
     1.0 and as 0-255 otherwise (Pillow's own convert("F") gives 0-255).
+    Pillow already reads 16-bit RGB and RGBA files as 8-bit modes, keeping the
+    high byte of each sample.
     """
     mode = image.mode
     if mode.startswith("I;16") or mode in ("I", "F"):
@@ -275,7 +279,7 @@ def _integer_full_scale(image: Image.Image) -> float:
     if image.mode.startswith("I;16"):
         return 65535.0
 
-    # Mode I: TIFFs state their sample type; other formats use I for 16-bit data.
+    # Mode I: a TIFF states its sample type in tags 258 and 339. Other formats use I for 16-bit data.
     tags = getattr(image, "tag_v2", {})
     bits = tags.get(258, (16,))
     bits = bits[0] if isinstance(bits, tuple) else bits
@@ -302,8 +306,8 @@ def _to_srgb(name: str, image: Image.Image, icc_profile: bytes | None) -> Image.
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
         return ImageCms.profileToProfile(image, profile, _SRGB_PROFILE, outputMode="RGB")
     except (ImageCms.PyCMSError, OSError, ValueError) as error:
-        logger.warning("%s: ignoring the embedded ICC profile, which LittleCMS cannot use with mode %s (%s); "
-                       "reading the colours as sRGB", name, image.mode, _one_line(error))
+        logger.warning("%s: ignoring the embedded ICC profile, which LittleCMS cannot use with mode %s (%s). "
+                       "Reading the colours as sRGB.", name, image.mode, _one_line(error))
         return image.convert("RGB")
 
 

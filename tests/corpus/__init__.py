@@ -1,5 +1,5 @@
 """Image corpus for `stylecore.images.load_image`: see `corpus.generate` for the API."""
 
-from corpus.generate import ACCEPTED, REJECTED, Case, write_corpus
+from .generate import ACCEPTED, REJECTED, Case, write_corpus
 
 __all__ = ["ACCEPTED", "REJECTED", "Case", "write_corpus"]

@@ -3,7 +3,8 @@
 Every file is generated here with Pillow, NumPy or a few raw PNG chunks, so no
 binary file is committed. Usage:
 
-    from corpus import write_corpus          # inside tests/, which pytest puts on sys.path
+    from corpus import write_corpus          # under pytest, which puts tests/ on sys.path
+    # or: from tests.corpus import write_corpus, from the repository root
     cases = write_corpus(tmp_path)            # writes the files, returns list[Case]
     for case in cases:
         if case.expected == ACCEPTED:
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from corpus.icc import adobe_rgb_like_profile, adobe_rgb_to_srgb
+from .icc import adobe_rgb_like_profile, adobe_rgb_to_srgb
 
 ACCEPTED = "accepted"
 REJECTED = "rejected"
@@ -72,7 +73,8 @@ class Case:
         """Assert that `load_image`'s result (H x W x 3 float32, 0-255) matches this accepted case."""
         assert self.expected == ACCEPTED, f"{self.name}: check() applies to accepted cases only"
         assert rgb.dtype == np.float32, f"{self.name}: dtype {rgb.dtype}, expected float32"
-        assert rgb.ndim == 3 and rgb.shape[2] == 3, f"{self.name}: shape {rgb.shape}, expected H x W x 3"
+        assert rgb.ndim == 3, f"{self.name}: shape {rgb.shape}, expected H x W x 3"
+        assert rgb.shape[2] == 3, f"{self.name}: shape {rgb.shape}, expected H x W x 3"
 
         height, width = rgb.shape[:2]
         scale = max(height, width) / max(self.display_size)
@@ -245,7 +247,7 @@ def stored_for_orientation(display: np.ndarray, orientation: int) -> np.ndarray:
         3: lambda a: a[::-1, ::-1],
         4: lambda a: a[::-1, :],
         5: lambda a: a.transpose(1, 0, 2),
-        6: lambda a: np.rot90(a, 1),  # stored rotated 90° counter-clockwise; a viewer turns it clockwise
+        6: lambda a: np.rot90(a, 1),  # stored turned 90° counter-clockwise, so a viewer turns it clockwise
         7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
         8: lambda a: np.rot90(a, -1),
     }
@@ -269,7 +271,7 @@ def _icc_profiles(folder: Path) -> list[Case]:
     colours = ((200, 60, 60), (90, 170, 90), (60, 60, 200), (230, 200, 80))
     image = Image.fromarray(quadrant_array(colours))
     path = _save(folder, "adobe_rgb.png", image, icc_profile=adobe_rgb_like_profile())
-    # Converted, TL becomes about (231, 57, 57); read as sRGB it would stay (200, 60, 60).
+    # Converted, the top left becomes about (231, 57, 57). Read as sRGB, it would stay (200, 60, 60).
     return [Case("icc_adobe_rgb", path, ACCEPTED, "RGB PNG with an embedded Adobe RGB (1998) ICC profile",
                  quadrants=tuple(adobe_rgb_to_srgb(colour) for colour in colours))]
 

@@ -1,9 +1,10 @@
 """A hand-built ICC profile for an RGB space other than sRGB, and the expected conversion to sRGB.
 
-Pillow's ImageCms can only create sRGB, LAB and XYZ profiles, so the corpus
-writes a version 2 matrix/TRC display profile byte by byte (ICC.1:2001-04,
-sections 6 and 10). Its primaries and gamma are those of Adobe RGB (1998),
-with the colorants adapted to the D50 profile connection space.
+Pillow's ImageCms can only create sRGB, LAB and XYZ profiles, so this module
+writes an ICC version 2 matrix/TRC display profile byte by byte. Its primaries
+and gamma are those of Adobe RGB (1998), with the colorants adapted to the D50
+profile connection space. LittleCMS converts with it to the values
+`adobe_rgb_to_srgb` computes, within one level per channel.
 """
 
 import struct
