@@ -64,10 +64,10 @@ def total_variation_loss(image: tf.Tensor) -> tf.Tensor:
     """Return the mean squared difference between vertical neighbours plus that between horizontal neighbours.
 
     Accepts H x W x C, or B x H x W x C, which gives B values. Departure from
-    the paper, which has no smoothness term: the squared (β = 2) form of
-    Mahendran and Vedaldi (2015), averaged rather than summed so that it does
-    not grow with the image size. For pixel values on the 0-255 scale it is
-    in squared pixel values.
+    the paper, which has no smoothness term: squared rather than absolute
+    differences, so the gradient is smooth at flat regions, and averaged
+    rather than summed, so the loss does not grow with the image size. For
+    pixel values on the 0-255 scale it is in squared pixel values.
     """
     image = tf.convert_to_tensor(image, tf.float32)
     rank = image.shape.rank

@@ -39,7 +39,7 @@ class TransferSettings:
     iterations: int = 100  # maximum optimizer steps
     time_budget_s: float | None = None  # wall-clock limit of the loop, including tracing; None means no limit
     # Starting image: the content image, seeded uniform noise in 0-255, or the style image stretched to the
-    # content size. Departure from the paper, which starts from white noise: "content" converges in fewer steps.
+    # content size. Departure from Gatys et al. (2015), who start from white noise ("noise" here).
     init: str = "content"
     seed: int = 0  # seeds TF and the "noise" start
 
@@ -96,7 +96,7 @@ def stylize(
     settings: TransferSettings = TransferSettings(),
     callback: Callable[[IterationRecord], None] | None = None,
 ) -> StylizeResult:
-    """Optimize an image, starting as `settings.init` says, until an iteration or time budget runs out.
+    """Optimize an image from the start `settings.init` selects until the iteration or time budget runs out.
 
     Args:
         extractor: VGG19 with `settings`' content and style layers.
@@ -139,14 +139,7 @@ def _initial_image(content_rgb, style_rgb, settings) -> np.ndarray:
     return preprocess(rgb)
 
 
-def _make_step(extractor, optimizer, settings, targets, image, best_image, best_loss):
-    # Valid pixel range 0-255 in BGR, mean-subtracted space.
-    low = tf.constant(-IMAGENET_MEAN_BGR)
-    high = tf.constant(255.0 - IMAGENET_MEAN_BGR)
-
-    def project(x):
-        return tf.clip_by_value(x, low, high)
-
+def _make_evaluate(extractor, settings, targets):
     def evaluate(x):
         """Return the (total, style, content, tv) losses of image `x` and the gradient of the total."""
         with tf.GradientTape() as tape:
@@ -160,6 +153,19 @@ def _make_step(extractor, optimizer, settings, targets, image, best_image, best_
             # The losses are per image (shape [1]); the loop optimizes one image.
             parts = tuple(tf.reduce_sum(part) for part in parts)
         return parts, tape.gradient(parts[0], x)
+
+    return evaluate
+
+
+def _make_step(extractor, optimizer, settings, targets, image, best_image, best_loss):
+    evaluate = _make_evaluate(extractor, settings, targets)
+
+    # Valid pixel range 0-255 in BGR, mean-subtracted space.
+    low = tf.constant(-IMAGENET_MEAN_BGR)
+    high = tf.constant(255.0 - IMAGENET_MEAN_BGR)
+
+    def project(x):
+        return tf.clip_by_value(x, low, high)
 
     def loss_and_gradient(x):
         parts, gradient = evaluate(x)

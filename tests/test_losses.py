@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from stylecore import losses
 
-# 3 x 4 positions, 2 channels, holding 1…24 in row-major order: channel 0 holds the odd numbers.
+# 3 x 4 positions, 2 channels, holding 1…24 in row-major order: channel 0 contains the odd numbers.
 RAMP_FEATURES = np.arange(1, 25, dtype=np.float32).reshape(3, 4, 2)
 # FᵀF / 12 for those features, e.g. (1² + 3² + … + 23²) / 12 = 2300 / 12.
 RAMP_GRAM = np.array([[191.6667, 203.6667], [203.6667, 216.6667]])
