@@ -139,13 +139,15 @@ def load_manifest(path: str | Path) -> tuple[StudyManifest, list[Trial]]:
     if not isinstance(raw, dict):
         raise ManifestError(f"{path}: expected a mapping of fields at the top level, got {type(raw).__name__}")
 
+    problems = []
     try:
         manifest = StudyManifest.model_validate(raw)
+        specs = list(enumerate(manifest.optimizers))
     except pydantic.ValidationError as error:
-        raise ManifestError(_format_errors(path, [_describe(e) for e in error.errors()])) from None
-
-    problems = []
-    grids = _expand_optimizers(manifest.optimizers, problems)
+        problems += [_describe_error(e) for e in error.errors()]
+        # Check the optimizers that parse, so one message lists their problems too.
+        specs = _parseable_optimizers(raw.get("optimizers"))
+    grids = _expand_optimizers(specs, problems)
     if problems:
         raise ManifestError(_format_errors(path, problems))
 
@@ -154,16 +156,29 @@ def load_manifest(path: str | Path) -> tuple[StudyManifest, list[Trial]]:
     return manifest, make_trials(manifest, grids)
 
 
-def _describe(error: dict) -> tuple[str, str]:
+def _parseable_optimizers(raw_optimizers) -> list[tuple[int, OptimizerSpec]]:
+    if not isinstance(raw_optimizers, list):
+        return []
+    specs = []
+    for index, item in enumerate(raw_optimizers):
+        try:
+            specs.append((index, OptimizerSpec.model_validate(item)))
+        except pydantic.ValidationError:
+            continue  # StudyManifest's validation has already reported this item
+    return specs
+
+
+def _describe_error(error: dict) -> tuple[str, str]:
     location = _location(error["loc"])
     if error["type"] == "extra_forbidden":
         return location, f"unknown field; valid fields: {', '.join(StudyManifest.model_fields)}"
     return location, error["msg"]
 
 
-def _expand_optimizers(specs: list[OptimizerSpec], problems: list) -> list[tuple[str, dict]]:
+def _expand_optimizers(specs: list[tuple[int, OptimizerSpec]], problems: list) -> list[tuple[str, dict]]:
+    """Return (name, hyperparameters) for every grid point; appends each invalid field to `problems`."""
     grids = []
-    for index, spec in enumerate(specs):
+    for index, spec in specs:
         where = f"optimizers[{index}]"
         if spec.name not in linear.STUDY_OPTIMIZERS:
             problems.append((f"{where}.name", f"unknown optimizer {spec.name!r}; "

@@ -168,8 +168,12 @@ optimizers:
         optimizer_study.load_manifest(manifest)
     message = str(raised.value)
 
+    assert "7 problem(s)" in message
     assert "steps: Input should be greater than or equal to 1" in message
     assert "iterations: unknown field; valid fields: output, steps, seeds, loss_threshold, optimizers" in message
+    assert "optimizers[0].name: unknown optimizer 'rmsprop'" in message
+    assert "optimizers[1].learning_rate: must be in (0, inf), got -1.0" in message
+    assert "optimizers[2].batch_size: batch_size must be 'full' or an integer in [1, 2000], got 0" in message
 
 
 def test_bad_hyperparameters_named_with_location(tmp_path):
