@@ -86,6 +86,9 @@ TABLES = {"results": RESULTS_SCHEMA, "convergence": CONVERGENCE_SCHEMA}
 LOSS_PLOT = "plots/loss_by_step.png"
 LEARNING_RATE_PLOT = "plots/final_loss_by_learning_rate.png"
 FAILED = "failed"
+LOSS_PLOT_MARGIN = 10.0  # the loss axes end at this multiple of the largest loss after step 1
+LOSS_PLOT_BOTTOM = 0.5  # below any full-data MSE, which the noise variance keeps near 1.0
+SINGLE_PANEL_MAX_TRIALS = 12
 
 
 class OptimizerSpec(pydantic.BaseModel):
@@ -337,7 +340,9 @@ def _run_on_ray(output: str, pending: list[Trial]) -> dict[str, int]:
             logger.error("Trial %s failed in Ray: %s", trial.trial_id, error)
             row = {"status": FAILED}
         counts[row["status"]] = counts.get(row["status"], 0) + 1
-        if row["status"] != FAILED:
+        if row["status"] == FAILED and "error" in row:
+            logger.error("Trial %s failed: %s", trial.trial_id, row["error"])
+        elif row["status"] != FAILED:
             logger.info("Trial %s %s (%s %s, seed %d): %d steps, final loss %.4g, %.1f s", trial.trial_id,
                         row["status"], trial.optimizer, trial.hyperparameters_json, trial.seed, row["steps_run"],
                         row["final_loss"], row["wall_s"])
@@ -364,8 +369,12 @@ def _read_trials(store: OutputStore, name: str, trials: list[Trial]) -> pa.Table
 def write_plots(store: OutputStore, results: pa.Table, convergence: pa.Table) -> None:
     """Write the loss-by-step and final-loss-by-learning-rate PNGs into `plots/`."""
     labels = {row["trial_id"]: _label(row) for row in results.to_pylist()}
-    store.write_bytes(LOSS_PLOT, _png(_loss_by_step(convergence, labels)))
-    store.write_bytes(LEARNING_RATE_PLOT, _png(_final_loss_by_learning_rate(results)))
+    first_losses = [row["loss"] for row in convergence.to_pylist() if row["step"] == 1 and math.isfinite(row["loss"])]
+    # Growing losses reach 1e30 and more, so the plots stop at ten times the
+    # largest first-step loss and keep the converging trials readable.
+    top = LOSS_PLOT_MARGIN * max(first_losses) if first_losses else None
+    store.write_bytes(LOSS_PLOT, _png(_loss_by_step(convergence, labels, top)))
+    store.write_bytes(LEARNING_RATE_PLOT, _png(_final_loss_by_learning_rate(results, top)))
     logger.info("Wrote %s and %s", store.uri(LOSS_PLOT), store.uri(LEARNING_RATE_PLOT))
 
 
@@ -374,9 +383,7 @@ def _label(row: dict) -> str:
     return f"{row['optimizer']} lr={row['learning_rate']:g} batch={batch} seed={row['seed']}"
 
 
-def _loss_by_step(convergence: pa.Table, labels: dict[str, str]) -> Figure:
-    figure = Figure(figsize=(9, 5.5), layout="constrained")
-    axes = figure.add_subplot()
+def _loss_by_step(convergence: pa.Table, labels: dict[str, str], top: float | None) -> Figure:
     rows = convergence.sort_by([("trial_id", "ascending"), ("step", "ascending")]).to_pydict()
     lines = {}
     for trial_id, step, loss in zip(rows["trial_id"], rows["step"], rows["loss"]):
@@ -384,22 +391,31 @@ def _loss_by_step(convergence: pa.Table, labels: dict[str, str]) -> Figure:
             lines.setdefault(trial_id, ([], []))
             lines[trial_id][0].append(step)
             lines[trial_id][1].append(loss)
-    for trial_id in sorted(lines, key=lambda t: labels.get(t, t)):
-        axes.plot(*lines[trial_id], label=labels.get(trial_id, trial_id), linewidth=1.2)
 
-    axes.set_yscale("log")
-    axes.set_xlabel("step (one optimizer update)")
-    axes.set_ylabel("full-data MSE (squared units of y)")
-    axes.set_title("Loss after each step; the noise variance 1.0 is the floor")
-    axes.axhline(1.0, color="gray", linestyle=":", linewidth=1)
-    axes.grid(True, which="both", alpha=0.3)
-    if lines:
-        axes.legend(fontsize="small", ncols=1 + len(lines) // 16, loc="upper right")
+    # A small study shares one panel; a sweep gets one panel per optimizer.
+    panels = {"": sorted(lines, key=lambda t: labels.get(t, t))}
+    if len(lines) > SINGLE_PANEL_MAX_TRIALS:
+        panels = {}
+        for trial_id in sorted(lines, key=lambda t: labels.get(t, t)):
+            panels.setdefault(labels.get(trial_id, trial_id).split()[0], []).append(trial_id)
+
+    figure = Figure(figsize=(11, 1 + 4 * len(panels)), layout="constrained")
+    for axes, (optimizer, trial_ids) in zip(figure.subplots(len(panels), 1, squeeze=False)[:, 0], panels.items()):
+        for trial_id in trial_ids:
+            axes.plot(*lines[trial_id], label=labels.get(trial_id, trial_id), linewidth=1.2)
+        axes.axhline(1.0, color="gray", linestyle=":", linewidth=1, label="noise variance")
+        axes.set_yscale("log")
+        axes.set_ylim(bottom=LOSS_PLOT_BOTTOM, top=top)
+        axes.set_xlabel("step (one optimizer update)")
+        axes.set_ylabel("full-data MSE (squared units of y)")
+        axes.set_title(f"{optimizer}: loss after each step" if optimizer else "Loss after each step")
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return figure
 
 
-def _final_loss_by_learning_rate(results: pa.Table) -> Figure:
-    figure = Figure(figsize=(8, 5), layout="constrained")
+def _final_loss_by_learning_rate(results: pa.Table, top: float | None) -> Figure:
+    figure = Figure(figsize=(10, 5), layout="constrained")
     axes = figure.add_subplot()
     series: dict[tuple, dict[float, list[float]]] = {}
     diverged: dict[tuple, int] = {}
@@ -420,12 +436,13 @@ def _final_loss_by_learning_rate(results: pa.Table) -> Figure:
 
     axes.set_xscale("log")
     axes.set_yscale("log")
+    axes.set_ylim(bottom=LOSS_PLOT_BOTTOM, top=top)
     axes.set_xlabel("learning rate (dimensionless)")
     axes.set_ylabel("final full-data MSE (squared units of y), mean over seeds")
-    axes.set_title("Final loss by learning rate; diverged trials are left out")
+    axes.set_title("Final loss by learning rate; diverged trials and losses above the top are left out")
     axes.grid(True, which="both", alpha=0.3)
     if series or diverged:
-        axes.legend(fontsize="small")
+        axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return figure
 
 
