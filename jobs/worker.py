@@ -1,5 +1,6 @@
 """The Ray Data actor that holds one VGG19 and stylizes task after task."""
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -10,6 +11,7 @@ import time
 import numpy as np
 import pyarrow as pa
 
+from jobs.manifest import Task
 from jobs.outputs import CONVERGENCE_SCHEMA, RESULTS_SCHEMA, OutputStore
 
 logger = logging.getLogger(__name__)
@@ -39,58 +41,76 @@ class StylizeActor:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self.device = configure_tensorflow(use_gpu)
 
-        from stylecore.features import FeatureExtractor
         from stylecore.weights import load_weights
 
         start = time.perf_counter()
-        self.extractor = FeatureExtractor(load_weights(weights, seed=seed))
+        self.weights = load_weights(weights, seed=seed)
+        self.extractors = {}  # (content layers, style layers) -> FeatureExtractor
         self.store = OutputStore(output)
         self.node_id = _node_id()
         logger.info("Actor ready on %s (node %s) with weights %s in %.1f s",
-                    self.device, self.node_id, self.extractor.weights_source, time.perf_counter() - start)
+                    self.device, self.node_id, self.weights.source, time.perf_counter() - start)
 
     def __call__(self, batch: dict) -> dict:
         tasks = [dict(zip(batch, values)) for values in zip(*batch.values())]
-        summaries = [self.run_task(task) for task in tasks]
+        summaries = [self.run_task(Task(**{k: v.item() if hasattr(v, "item") else v for k, v in t.items()}))
+                     for t in tasks]
         return {key: np.array([s[key] for s in summaries]) for key in summaries[0]}
 
-    def run_task(self, task: dict) -> dict:
+    def extractor(self, settings):
+        """The feature extractor for `settings`' layers, built on first use."""
+        from stylecore.features import FeatureExtractor
+
+        key = (settings.content_layers, settings.style_layers)
+        if key not in self.extractors:
+            self.extractors[key] = FeatureExtractor(self.weights, *key)
+        return self.extractors[key]
+
+    def run_task(self, task: Task) -> dict:
         """Stylize one task and write its outputs; returns a short summary for the driver."""
         from stylecore.images import encode_png, load_image
         from stylecore.optim import make_optimizer
-        from stylecore.transfer import TransferSettings, stylize
+        from stylecore.transfer import stylize
 
-        task = {key: value.item() if hasattr(value, "item") else value for key, value in task.items()}
-        task_id = task["task_id"]
-        logger.info("Task %s started: %s + %s, %s %s", task_id, task["content"], task["style"],
-                    task["optimizer"], task["hyperparameters"])
+        logger.info("Task %s started: %s + %s, %s %s", task.task_id, task.content, task.style,
+                    task.optimizer, task.hyperparameters)
         start = time.perf_counter()
-        hyperparameters = json.loads(task["hyperparameters"])
-        row = {**task, "learning_rate": hyperparameters.get("learning_rate"),
-               "weights_source": self.extractor.weights_source, "device": self.device, "node_id": self.node_id}
+        row = self._base_row(task)
         png, history = None, []
         try:
-            content = load_image(task["content"], task["image_size"])
-            style = load_image(task["style"], task["image_size"])
-            settings = TransferSettings(iterations=task["iterations"], seed=task["seed"],
-                                        content_weight=task["content_weight"], style_weight=task["style_weight"])
-            result = stylize(self.extractor, content, style, make_optimizer(task["optimizer"], **hyperparameters), settings)
+            settings = task.transfer_settings()
+            content = load_image(task.content, task.image_size)
+            style = load_image(task.style, task.image_size)
+            optimizer = make_optimizer(task.optimizer, **json.loads(task.hyperparameters))
+            result = stylize(self.extractor(settings), content, style, optimizer, settings)
         except Exception as error:  # one task's failure must not end the actor or lose other tasks
-            logger.error("Task %s failed: %s", task_id, error)
+            logger.error("Task %s failed: %s", task.task_id, error)
             row.update(status="failed", error=f"{type(error).__name__}: {error}")
         else:
             png = encode_png(result.image)
             history = result.history
-            row.update(
-                status=result.status, error=None, best_loss=result.best_loss, best_iteration=result.best_iteration,
-                final_loss=result.final_loss, iterations_run=result.iterations,
-                seconds_per_iteration=result.seconds_per_iteration,
-                height_px=result.image.shape[0], width_px=result.image.shape[1],
-                image_uri=self.store.uri(f"images/{task_id}.png"), image_png=png,
-                image_sha256=hashlib.sha256(png).hexdigest(),
-            )
+            row.update(_result_columns(result, png))
+            row["image_uri"] = self.store.uri(f"images/{task.task_id}.png")
 
         row.update(wall_s=time.perf_counter() - start, finished_at=datetime.datetime.now(datetime.UTC))
+        self._write(task.task_id, row, history, png)
+        logger.info("Task %s %s: %d iterations, best loss %.4g, %.1f s", task.task_id, row["status"],
+                    row.get("iterations_run") or 0, row.get("best_loss") or float("nan"), row["wall_s"])
+        return {"task_id": task.task_id, "status": row["status"], "best_loss": row.get("best_loss") or float("nan"),
+                "iterations_run": row.get("iterations_run") or 0, "wall_s": row["wall_s"], "error": row.get("error") or ""}
+
+    def _base_row(self, task: Task) -> dict:
+        settings = json.loads(task.settings)
+        return {
+            **dataclasses.asdict(task),
+            "learning_rate": json.loads(task.hyperparameters).get("learning_rate"),
+            **{k: settings[k] for k in ("iterations", "seed", "content_weight", "style_weight", "tv_weight")},
+            "weights_source": self.weights.source,
+            "device": self.device,
+            "node_id": self.node_id,
+        }
+
+    def _write(self, task_id: str, row: dict, history: list, png: bytes | None) -> None:
         convergence = pa.Table.from_pylist(
             [{"task_id": task_id, **{f: getattr(r, f) for f in CONVERGENCE_SCHEMA.names[1:]}} for r in history],
             CONVERGENCE_SCHEMA,
@@ -98,10 +118,26 @@ class StylizeActor:
         files = {f"images/{task_id}.png": png} if png is not None else {}
         results = pa.Table.from_pylist([row], RESULTS_SCHEMA)
         self.store.write_task(task_id, {"results": results, "convergence": convergence}, files)
-        logger.info("Task %s %s: %d iterations, best loss %.4g, %.1f s",
-                    task_id, row["status"], row.get("iterations_run") or 0, row.get("best_loss") or float("nan"), row["wall_s"])
-        return {"task_id": task_id, "status": row["status"], "best_loss": row.get("best_loss") or float("nan"),
-                "iterations_run": row.get("iterations_run") or 0, "wall_s": row["wall_s"], "error": row.get("error") or ""}
+
+
+def _result_columns(result, png: bytes) -> dict:
+    best = next((r for r in result.history if r.iteration == result.best_iteration), None)
+    return {
+        # A time budget that ends the loop early is a success: the user asked for it.
+        "status": "diverged" if result.status == "diverged" else "succeeded",
+        "timed_out": result.status == "timed_out",
+        "error": None,
+        "best_loss": result.best_loss,
+        "best_iteration": result.best_iteration,
+        "best_tv_loss": best.tv_loss if best else None,
+        "final_loss": result.final_loss,
+        "iterations_run": result.iterations,
+        "seconds_per_iteration": result.seconds_per_iteration,
+        "height_px": result.image.shape[0],
+        "width_px": result.image.shape[1],
+        "image_png": png,
+        "image_sha256": hashlib.sha256(png).hexdigest(),
+    }
 
 
 def _node_id() -> str:

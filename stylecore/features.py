@@ -9,7 +9,16 @@ Output: the listed layers' activations, each B x h x w x channels float32.
 import keras
 import tensorflow as tf
 
-from stylecore.weights import VGG19Weights
+from stylecore.weights import VGG19_CONV_LAYERS, VGG19Weights
+
+# Every layer a FeatureExtractor can return, in forward order: Keras' names
+# for the sixteen convolutions and the pooling layer that ends each block.
+VGG19_LAYER_NAMES = tuple(
+    name
+    for conv, _, _ in VGG19_CONV_LAYERS
+    for name in ((conv, f"{conv.split('_')[0]}_pool") if conv in (
+        "block1_conv2", "block2_conv2", "block3_conv4", "block4_conv4", "block5_conv4") else (conv,))
+)
 
 DEFAULT_CONTENT_LAYERS = ("block5_conv2",)
 DEFAULT_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")

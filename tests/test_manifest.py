@@ -87,7 +87,7 @@ def test_unknown_top_level_field_rejected(tmp_path, image_files):
     with pytest.raises(ManifestError) as error:
         load_manifest(write_manifest(tmp_path, body))
     message = str(error.value)
-    assert "colour: Extra inputs are not permitted" in message
+    assert "colour: unknown field; valid fields: output, weights, image_size, pairs, optimizers" in message
 
 
 def test_semantic_problems_reported_together(tmp_path, image_files):
@@ -131,3 +131,112 @@ def test_empty_pairs_rejected(tmp_path):
     """
     with pytest.raises(ManifestError, match="pairs: List should have at least 1 item"):
         load_manifest(write_manifest(tmp_path, body))
+
+
+def test_globs_and_uris_expand(tmp_path, image_files):
+    contents, styles = image_files
+    body = f"""
+        output: out
+        pairs:
+          - content: "content_*.png"
+            style: file://{styles[0]}
+          - content: file://{tmp_path}/content_?.png
+            style: {styles[1].name}
+        optimizers:
+          - name: adam
+    """
+    _, tasks = load_manifest(write_manifest(tmp_path, body))
+    assert sorted((t.content, t.style) for t in tasks) == sorted([
+        (str(contents[0]), f"file://{styles[0]}"),
+        (str(contents[1]), f"file://{styles[0]}"),
+        (f"file://{contents[0]}", str(styles[1])),
+        (f"file://{contents[1]}", str(styles[1])),
+    ])
+
+
+def test_glob_matching_nothing_rejected(tmp_path, image_files):
+    body = """
+        output: out
+        pairs:
+          - content: "photos/*.jpg"
+            style: style_0.png
+        optimizers:
+          - name: adam
+    """
+    with pytest.raises(ManifestError, match=r"pairs\[0\].content: pattern matches no file: .*photos/\*.jpg"):
+        load_manifest(write_manifest(tmp_path, body))
+
+
+def test_directory_rejected_with_glob_hint(tmp_path, image_files):
+    (tmp_path / "photos").mkdir()
+    body = """
+        output: out
+        pairs:
+          - content: photos
+            style: style_0.png
+        optimizers:
+          - name: adam
+    """
+    with pytest.raises(ManifestError, match="is a directory, not an image file: .*use a glob such as"):
+        load_manifest(write_manifest(tmp_path, body))
+
+
+def test_pair_overrides_loss_settings(tmp_path, image_files):
+    contents, styles = image_files
+    body = f"""
+        output: out
+        tv_weight: 0.5
+        init: noise
+        pairs:
+          - content: {contents[0].name}
+            style: {styles[0].name}
+          - content: {contents[1].name}
+            style: {styles[0].name}
+            style_weight: 1.0
+            style_layers: [block1_conv1, block2_conv1]
+            style_layer_weights: [1, 1]
+            image_size: 64
+        optimizers:
+          - name: adam
+    """
+    _, tasks = load_manifest(write_manifest(tmp_path, body))
+    by_content = {t.content: t for t in tasks}
+    plain = by_content[str(contents[0])].transfer_settings()
+    overridden = by_content[str(contents[1])].transfer_settings()
+    assert (plain.tv_weight, plain.init, plain.style_weight) == (0.5, "noise", 1e-2)
+    assert overridden.style_layers == ("block1_conv1", "block2_conv1")
+    assert (overridden.tv_weight, overridden.style_weight) == (0.5, 1.0)
+    assert by_content[str(contents[1])].image_size == 64
+
+
+def test_unknown_layer_and_weight_count_rejected(tmp_path, image_files):
+    contents, styles = image_files
+    body = f"""
+        output: out
+        content_layers: [block6_conv1]
+        pairs:
+          - content: {contents[0].name}
+            style: {styles[0].name}
+            style_layers: [block1_conv1]
+        optimizers:
+          - name: adam
+    """
+    with pytest.raises(ManifestError) as error:
+        load_manifest(write_manifest(tmp_path, body))
+    message = str(error.value)
+    assert "pairs[0].content_layers: unknown VGG19 layer block6_conv1; valid layers: block1_conv1" in message
+    assert "pairs[0].style_layer_weights: 5 weights for 1 style layers" in message
+
+
+def test_same_file_twice_gives_one_task(tmp_path, image_files):
+    contents, styles = image_files
+    body = f"""
+        output: out
+        pairs:
+          - content: [{contents[0].name}, ./{contents[0].name}]
+            style: {styles[0].name}
+        optimizers:
+          - name: adam
+    """
+    _, tasks = load_manifest(write_manifest(tmp_path, body))
+    assert len(tasks) == 1
