@@ -10,13 +10,19 @@ added, does only the remaining work.
 
 import argparse
 import dataclasses
+import datetime
+import json
 import logging
 import math
 import os
+import platform
 import sys
 import time
+import uuid
+from importlib import metadata as importlib_metadata
 
 import ray
+import yaml
 
 from jobs.manifest import ManifestError, Task, load_manifest
 from jobs.outputs import OutputStore
@@ -63,22 +69,88 @@ def run(manifest, tasks: list[Task], args) -> int:
                 args.manifest, len(tasks), len(tasks) - len(pending), len(pending), manifest.output)
     logger.info("Settings: %s", manifest.model_dump(exclude={"pairs", "optimizers", "output"}))
 
-    counts = {}
+    record = RunRecord(args.manifest, manifest, tasks, skipped=len(tasks) - len(pending))
+    record.write(store)
     if pending:
-        counts = _run_on_ray(manifest, pending, args)
+        _init_ray()
+        record.cluster_resources = _resources()
+        record.counts = _run_on_ray(manifest, pending, args, record.cluster_resources)
     store.compact()
+    record.finish(store)
 
-    failed = counts.get("failed", 0)
+    counts = record.counts
     logger.info("Done in %.1f s: %s; output %s", time.perf_counter() - start,
                 ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to run",
                 manifest.output)
-    return 1 if failed else 0
+    return 1 if counts.get("failed", 0) else 0
 
 
-def _run_on_ray(manifest, pending: list[Task], args) -> dict:
-    _init_ray()
-    resources = ray.cluster_resources()
-    logger.info("Cluster resources: %s", {k: v for k, v in resources.items() if not k.startswith("node:")})
+class RunRecord:
+    """`run.json` in the output folder: versions, cluster resources, counts, start and end times.
+
+    Written at the start of a run (without `finished_at`) and again at its
+    end; `runs/<run_id>.json` keeps every run's record. The resolved
+    manifest goes beside it as `manifest.resolved.yaml`.
+    """
+
+    def __init__(self, manifest_path, manifest, tasks, skipped: int):
+        self.run_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+        self.manifest_path = str(manifest_path)
+        self.manifest = manifest
+        self.tasks = len(tasks)
+        self.skipped = skipped
+        self.started_at = _now()
+        self.finished_at = None
+        self.cluster_resources = {}
+        self.counts = {}
+
+    def as_dict(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "manifest": self.manifest_path,
+            "output": self.manifest.output,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "tasks": self.tasks,
+            "skipped_as_finished": self.skipped,
+            "counts": self.counts,
+            "weights": self.manifest.weights,
+            "cluster_resources": self.cluster_resources,
+            "versions": _versions(),
+        }
+
+    def write(self, store: OutputStore) -> None:
+        text = json.dumps(self.as_dict(), indent=2, sort_keys=True).encode()
+        store.write_bytes("run.json", text)
+        store.write_bytes(f"runs/{self.run_id}.json", text)
+        resolved = yaml.safe_dump(self.manifest.model_dump(mode="json"), sort_keys=False)
+        store.write_bytes("manifest.resolved.yaml", resolved.encode())
+
+    def finish(self, store: OutputStore) -> None:
+        self.finished_at = _now()
+        self.write(store)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def _versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for package in ("stylecore", "tensorflow-cpu", "tensorflow", "keras", "ray", "pyarrow", "numpy", "pillow"):
+        try:
+            versions[package] = importlib_metadata.version(package)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _resources() -> dict:
+    return {k: v for k, v in ray.cluster_resources().items() if not k.startswith("node:")}
+
+
+def _run_on_ray(manifest, pending: list[Task], args, resources: dict) -> dict:
+    logger.info("Cluster resources: %s", resources)
 
     gpus = args.gpus_per_actor if args.gpus_per_actor is not None else (1.0 if resources.get("GPU", 0) else 0.0)
     actors = _actor_count(resources, args.cpus_per_actor, gpus, len(pending), args.max_actors)
@@ -124,6 +196,8 @@ def _init_ray() -> None:
         # A local Ray binds to loopback only and runs no dashboard.
         ray.init(include_dashboard=False, logging_level=logging.WARNING, _node_ip_address="127.0.0.1")
     logging.getLogger("ray").setLevel(logging.WARNING)
+    # The driver logs its own progress; Ray Data's bars would repeat it every few seconds.
+    ray.data.DataContext.get_current().enable_progress_bars = False
 
 
 def _actor_count(resources: dict, cpus_per_actor: float, gpus_per_actor: float, tasks: int, max_actors) -> int:

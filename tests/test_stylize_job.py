@@ -1,9 +1,11 @@
 """The style-transfer batch job on a local Ray, reading its Parquet outputs back."""
 
+import json
 import textwrap
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from PIL import Image
 
 from jobs import stylize
@@ -47,6 +49,16 @@ def test_job_writes_one_row_per_task_and_iteration(local_ray, tmp_path, image_fi
         with Image.open(tmp_path / "out" / "images" / f"{row['task_id']}.png") as image:
             assert image.size == (row["width_px"], row["height_px"]) == (32, 27)
             assert image.mode == "RGB"
+
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["counts"] == {"succeeded": 4}
+    assert run["tasks"] == 4
+    assert run["finished_at"] >= run["started_at"]
+    assert run["cluster_resources"]["CPU"] == 2
+    assert "tensorflow-cpu" in run["versions"] or "tensorflow" in run["versions"]
+    resolved = yaml.safe_load((tmp_path / "out" / "manifest.resolved.yaml").read_text())
+    assert resolved["output"] == str(tmp_path / "out")
+    assert resolved["style_layers"][0] == "block1_conv1"
 
     # A rerun finds every task finished and adds nothing.
     assert stylize.main([str(path)]) == 0
