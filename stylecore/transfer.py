@@ -1,9 +1,16 @@
 """The optimization loop: make an image whose VGG19 features keep the content and whose Gram matrices match the style.
 
 The optimized image is held as a TF variable in VGG19 input space
-(1 x H x W x 3 float32, BGR, ImageNet mean subtracted) and clipped to the
-valid 0-255 pixel range after every step. Iteration i records the losses of
-the image before the i-th update, so iteration 0 is the initial image.
+(B x H x W x 3 float32, BGR, ImageNet mean subtracted) and clipped to the
+valid 0-255 pixel range after every step. `stylize` optimizes one image
+(B = 1). `stylize_batch` optimizes B images of the same content and style
+pair at once, one per optimizer configuration, so one VGG19 pass computes
+all B gradients. Iteration i records the losses of the image before the i-th
+update, so iteration 0 is the initial image.
+
+The loop runs up to `steps_per_call` updates inside one `tf.function` call
+and fetches their losses in one transfer, so the time budget, divergence and
+callbacks act at that granularity (the first call runs one update).
 
 A run ends with one of three statuses: "succeeded" after `iterations`
 updates, "timed_out" when `time_budget_s` ran out first, or "diverged" when
@@ -13,7 +20,7 @@ a loss became NaN or infinite. Every status returns the best image seen.
 import dataclasses
 import statistics
 import time
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -42,6 +49,9 @@ class TransferSettings:
     # content size. Departure from Gatys et al. (2015), who start from white noise ("noise" here).
     init: str = "content"
     seed: int = 0  # seeds TF and the "noise" start
+    # Updates per tf.function call. Larger values save host round trips but let a run overshoot its time
+    # budget by up to this many steps and deliver callbacks in bursts.
+    steps_per_call: int = 10
 
     def __post_init__(self):
         problems = []
@@ -53,6 +63,8 @@ class TransferSettings:
             problems.append(f"time_budget_s must be positive or None for no limit, got {self.time_budget_s!r}")
         if self.tv_weight < 0:
             problems.append(f"tv_weight must be at least 0, got {self.tv_weight!r}")
+        if self.steps_per_call < 1:
+            problems.append(f"steps_per_call must be at least 1, got {self.steps_per_call!r}")
         if problems:
             raise ValueError("invalid transfer settings: " + "; ".join(problems))
 
@@ -66,6 +78,7 @@ class IterationRecord:
     style_loss: float
     content_loss: float
     tv_loss: float
+    # NOTE: within one tf.function call of several steps, the call's time is spread evenly over its steps.
     elapsed_s: float
 
 
@@ -88,6 +101,13 @@ class _Targets(NamedTuple):
     style_grams: list[tf.Tensor]  # Gram matrices of the style image at the style layers
 
 
+class _State(NamedTuple):
+    image: tf.Variable  # B x H x W x 3, VGG19 input space
+    best_image: tf.Variable  # B x H x W x 3
+    best_loss: tf.Variable  # B, float32
+    diverged: tf.Variable  # B, bool: the image had a non-finite loss and is no longer updated
+
+
 def stylize(
     extractor: FeatureExtractor,
     content_rgb: np.ndarray,
@@ -103,20 +123,85 @@ def stylize(
         content_rgb, style_rgb: RGB, H x W x 3, values 0-255; sizes may differ.
             The result has the content image's size.
         optimizer: a fresh optimizer; `stylize` builds its state.
-        callback: called with each iteration's record, from this thread.
+        callback: called with each iteration's record, from this thread, in
+            bursts of up to `settings.steps_per_call` records.
     """
+    report = None if callback is None else (lambda index, record: callback(record))
+    return _optimize(extractor, content_rgb, style_rgb, optimizer, 1, settings, report)[0]
+
+
+def stylize_batch(
+    extractor: FeatureExtractor,
+    content_rgb: np.ndarray,
+    style_rgb: np.ndarray,
+    optimizers: Sequence[Optimizer],
+    settings: TransferSettings = TransferSettings(),
+    callback: Callable[[int, IterationRecord], None] | None = None,
+) -> list[StylizeResult]:
+    """Optimize one image per optimizer as one batch, so each VGG19 pass computes every image's gradient.
+
+    The images share the content and style pair, the settings and the start,
+    and differ only in their optimizer's hyperparameters. Each result matches
+    what `stylize` returns for that optimizer alone, up to float32 rounding.
+    An image whose loss stops being finite is reported "diverged" while the
+    others go on.
+
+    Args:
+        optimizers: fresh optimizers of one class other than L-BFGS, each
+            with scalar hyperparameters; `make_optimizer` builds them.
+        callback: called with (index into `optimizers`, record) per image and
+            iteration, from this thread.
+
+    Raises:
+        ValueError: `optimizers` is empty, mixes classes or includes L-BFGS.
+    """
+    optimizer = batch_optimizer(optimizers)
+    return _optimize(extractor, content_rgb, style_rgb, optimizer, len(optimizers), settings, callback)
+
+
+def batch_optimizer(optimizers: Sequence[Optimizer]) -> Optimizer:
+    """Merge optimizers of one class into one whose hyperparameters are B x 1 x 1 x 1 tensors, one row each."""
+    if not optimizers:
+        raise ValueError("stylize_batch needs at least one optimizer, got none")
+    kind = type(optimizers[0])
+    mixed = sorted({type(o).__name__ for o in optimizers if type(o) is not kind})
+    if mixed:
+        raise ValueError(f"stylize_batch needs optimizers of one class, got {kind.__name__} and {', '.join(mixed)}; "
+                         "run one batch per optimizer")
+    if kind.needs_loss_function:
+        raise ValueError(f"stylize_batch does not support {kind.name or kind.__name__}: its line search takes one "
+                         "step length for the whole batch; run it with stylize, one image at a time")
+
+    merged = {}
+    for key in optimizers[0].hyperparameters:
+        values = [o.hyperparameters[key] for o in optimizers]
+        if any(v.shape.rank != 0 for v in values):
+            raise ValueError(f"stylize_batch needs scalar hyperparameters, got {key} of shape {values[0].shape}")
+        merged[key] = np.reshape(np.array([float(v) for v in values], np.float32), (-1, 1, 1, 1))
+
+    # Skips the subclass constructor, whose signature lists scalar defaults; the base stores the tensors.
+    batched = kind.__new__(kind)
+    Optimizer.__init__(batched, **merged)
+    return batched
+
+
+def _optimize(extractor, content_rgb, style_rgb, optimizer, batch_size, settings, callback) -> list[StylizeResult]:
     tf.random.set_seed(settings.seed)
     targets = _build_targets(extractor, content_rgb, style_rgb)
 
-    initial = tf.constant(_initial_image(content_rgb, style_rgb, settings))
-    image = tf.Variable(initial, name="stylized_image")
-    best_image = tf.Variable(initial, trainable=False)
-    best_loss = tf.Variable(np.inf, dtype=tf.float32, trainable=False)
-    optimizer.build(image)
+    initial = np.repeat(_initial_image(content_rgb, style_rgb, settings), batch_size, axis=0)
+    state = _State(
+        image=tf.Variable(initial, name="stylized_image"),
+        best_image=tf.Variable(initial, trainable=False),
+        best_loss=tf.Variable(tf.fill([batch_size], np.inf), trainable=False),
+        diverged=tf.Variable(tf.zeros([batch_size], tf.bool), trainable=False),
+    )
+    optimizer.build(state.image)
 
-    step = _make_step(extractor, optimizer, settings, targets, image, best_image, best_loss)
-    history, status = _run_loop(step, settings, callback)
-    return _result(history, best_image, status)
+    run_steps = _make_run_steps(_make_step(extractor, optimizer, settings, targets, state), batch_size)
+    histories, statuses = _run_loop(run_steps, batch_size, settings, callback)
+    best_images = state.best_image.numpy()
+    return [_result(histories[i], best_images[i:i + 1], statuses[i]) for i in range(batch_size)]
 
 
 def _build_targets(extractor, content_rgb, style_rgb) -> _Targets:
@@ -141,7 +226,7 @@ def _initial_image(content_rgb, style_rgb, settings) -> np.ndarray:
 
 def _make_evaluate(extractor, settings, targets):
     def evaluate(x):
-        """Return the (total, style, content, tv) losses of image `x` and the gradient of the total."""
+        """Return the (total, style, content, tv) losses of each image of `x` (each shape B) and the gradient of the total."""
         with tf.GradientTape() as tape:
             tape.watch(x)
             content_features, style_features = extractor(x)
@@ -150,14 +235,15 @@ def _make_evaluate(extractor, settings, targets):
                 settings.content_weight, settings.style_weight, settings.style_layer_weights,
                 settings.tv_weight, image=x,
             )
-            # The losses are per image (shape [1]); the loop optimizes one image.
-            parts = tuple(tf.reduce_sum(part) for part in parts)
-        return parts, tape.gradient(parts[0], x)
+            # The images of a batch are independent, so the gradient of the sum is each image's own gradient.
+            summed = tf.reduce_sum(parts[0])
+        return parts, tape.gradient(summed, x)
 
     return evaluate
 
 
-def _make_step(extractor, optimizer, settings, targets, image, best_image, best_loss):
+def _make_step(extractor, optimizer, settings, targets, state):
+    """Build one update of every image; the step returns the losses before it, 4 x B (total, style, content, tv)."""
     evaluate = _make_evaluate(extractor, settings, targets)
 
     # Valid pixel range 0-255 in BGR, mean-subtracted space.
@@ -169,43 +255,87 @@ def _make_step(extractor, optimizer, settings, targets, image, best_image, best_
 
     def loss_and_gradient(x):
         parts, gradient = evaluate(x)
-        return parts[0], gradient
+        return tf.reduce_sum(parts[0]), gradient
 
-    @tf.function
     def step():
-        parts, gradient = evaluate(tf.convert_to_tensor(image))
-        improved = parts[0] < best_loss
-        best_loss.assign(tf.where(improved, parts[0], best_loss))
-        best_image.assign(tf.where(improved, image, best_image))
+        parts, gradient = evaluate(tf.convert_to_tensor(state.image))
+        total = parts[0]
+        # A NaN compares false, and an image that diverged earlier keeps the best image from before.
+        improved = tf.logical_and(total < state.best_loss, tf.logical_not(state.diverged))
+        state.best_loss.assign(tf.where(improved, total, state.best_loss))
+        state.best_image.assign(tf.where(improved[:, tf.newaxis, tf.newaxis, tf.newaxis], state.image, state.best_image))
+        diverged = state.diverged.assign(tf.logical_or(state.diverged, tf.logical_not(tf.math.is_finite(total))))
 
         if optimizer.needs_loss_function:
             # NOTE: the next step evaluates the accepted point again to record its loss parts,
             # one forward and backward pass more per iteration than the line search needs.
-            optimizer.apply_step(loss_and_gradient, image, parts[0], gradient, project)
+            optimizer.apply_step(loss_and_gradient, state.image, tf.reduce_sum(total), gradient, project)
         else:
-            optimizer.apply_gradient(gradient, image)
-            image.assign(project(image))
-        return parts
+            optimizer.apply_gradient(gradient, state.image)
+            state.image.assign(project(state.image))
+        return tf.stack(parts), tf.reduce_all(diverged)
 
     return step
 
 
-def _run_loop(step, settings, callback) -> tuple[list[IterationRecord], str]:
-    """Run `step` until a budget runs out or the loss is not finite; return the history and the status."""
-    history = []
-    start = time.perf_counter()
-    for iteration in range(settings.iterations):
-        total, style_part, content_part, tv_part = (float(t) for t in step())
-        record = IterationRecord(iteration, total, style_part, content_part, tv_part, time.perf_counter() - start)
-        history.append(record)
-        if callback is not None:
-            callback(record)
+def _make_run_steps(step, batch_size):
+    @tf.function
+    def run_steps(count):
+        """Run up to `count` steps, fewer once every image diverged; return their losses, steps x 4 x B."""
+        def keep_going(i, all_diverged, records):
+            return tf.logical_and(i < count, tf.logical_not(all_diverged))
 
-        if not np.isfinite(total):
-            return history, "diverged"
-        if settings.time_budget_s is not None and record.elapsed_s >= settings.time_budget_s:
-            return history, "timed_out"
-    return history, "succeeded"
+        def body(i, all_diverged, records):
+            parts, all_diverged = step()
+            return i + 1, all_diverged, records.write(i, parts)
+
+        records = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[4, batch_size])
+        _, _, records = tf.while_loop(keep_going, body, (tf.constant(0), tf.constant(False), records))
+        return records.stack()
+
+    return run_steps
+
+
+def _run_loop(run_steps, batch_size, settings, callback) -> tuple[list[list[IterationRecord]], list[str]]:
+    """Call `run_steps` until a budget runs out or every loss is not finite; return the histories and statuses."""
+    histories = [[] for _ in range(batch_size)]
+    statuses = ["succeeded"] * batch_size
+    start = time.perf_counter()
+    done = 0
+    while done < settings.iterations:
+        # The first call runs one step, so iteration 0 carries the tracing time and an early budget check.
+        count = 1 if done == 0 else min(settings.steps_per_call, settings.iterations - done)
+        call_start_s = time.perf_counter() - start
+        losses_per_step = run_steps(tf.constant(count)).numpy()
+        call_end_s = time.perf_counter() - start
+
+        _record_call(losses_per_step, done, call_start_s, call_end_s, histories, statuses, callback)
+        done += len(losses_per_step)
+        running = [i for i, status in enumerate(statuses) if status != "diverged"]
+        if not running:
+            break
+        if settings.time_budget_s is not None and call_end_s >= settings.time_budget_s:
+            for i in running:
+                statuses[i] = "timed_out"
+            break
+    return histories, statuses
+
+
+def _record_call(losses_per_step, first_iteration, call_start_s, call_end_s, histories, statuses, callback):
+    """Append one call's records to the histories of the images still running and mark those that diverged."""
+    steps = len(losses_per_step)
+    for offset, parts in enumerate(losses_per_step):
+        elapsed_s = call_start_s + (call_end_s - call_start_s) * (offset + 1) / steps
+        for index, history in enumerate(histories):
+            if statuses[index] == "diverged":
+                continue
+            total, style_part, content_part, tv_part = (float(v) for v in parts[:, index])
+            record = IterationRecord(first_iteration + offset, total, style_part, content_part, tv_part, elapsed_s)
+            history.append(record)
+            if callback is not None:
+                callback(index, record)
+            if not np.isfinite(total):
+                statuses[index] = "diverged"
 
 
 def _result(history, best_image, status):
@@ -213,7 +343,7 @@ def _result(history, best_image, status):
     best = min(finite, key=lambda r: r.total_loss) if finite else None
     steps = [b.elapsed_s - a.elapsed_s for a, b in zip(history, history[1:])]
     return StylizeResult(
-        image=deprocess(best_image.numpy()),
+        image=deprocess(best_image),
         history=history,
         best_loss=best.total_loss if best else float("nan"),
         best_iteration=best.iteration if best else -1,

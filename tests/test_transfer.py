@@ -136,6 +136,28 @@ def test_runs_deterministic_for_seed(extractor):
     assert [r.total_loss for r in first.history] == [r.total_loss for r in second.history]
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_steps_per_call_keeps_results(extractor, optimizer):
+    one_per_call = run(extractor, optimizer, iterations=6, steps_per_call=1)
+    several_per_call = run(extractor, optimizer, iterations=6, steps_per_call=4)
+
+    assert several_per_call.iterations == one_per_call.iterations == 6
+    np.testing.assert_allclose([r.total_loss for r in several_per_call.history],
+                               [r.total_loss for r in one_per_call.history], rtol=1e-6)
+    assert several_per_call.best_iteration == one_per_call.best_iteration
+    np.testing.assert_array_equal(several_per_call.image, one_per_call.image)
+
+
+def test_callback_gets_every_record_in_order(extractor):
+    seen = []
+
+    result = run(extractor, iterations=7, steps_per_call=3, callback=seen.append)
+
+    # Calls of 1, 3 and 3 steps.
+    assert [r.iteration for r in seen] == list(range(7))
+    assert seen == result.history
+
+
 def test_lbfgs_in_loop_lowers_loss(extractor):
     result = run(extractor, "lbfgs", iterations=4)
 
@@ -154,6 +176,7 @@ def test_lbfgs_in_loop_lowers_loss(extractor):
         ("iterations", 0, "iterations must be at least 1, got 0"),
         ("time_budget_s", 0.0, "time_budget_s must be positive or None for no limit, got 0.0"),
         ("tv_weight", -1.0, "tv_weight must be at least 0, got -1.0"),
+        ("steps_per_call", 0, "steps_per_call must be at least 1, got 0"),
     ],
 )
 def test_invalid_settings_message(field, value, message):
