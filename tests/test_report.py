@@ -239,7 +239,8 @@ def test_report_renders_in_chromium(style_transfer_output, tmp_path):
     url = (style_transfer_output / "report.html").as_uri()
     screenshot = tmp_path / "report.png"
 
-    shot = run_chromium([f"--screenshot={screenshot}", "--window-size=1280,2400", url], tmp_path / "profile-1")
+    shot = run_chromium([f"--screenshot={screenshot}", "--virtual-time-budget=10000", "--window-size=1280,2400", url],
+                        tmp_path / "profile-1")
     dom = run_chromium(["--dump-dom", "--virtual-time-budget=10000", "--window-size=1280,2400", url],
                        tmp_path / "profile-2")
 
