@@ -44,11 +44,24 @@ def main(argv=None) -> int:
     run.add_argument("manifest")
     run.add_argument("rest", nargs=argparse.REMAINDER, help="options of python -m jobs.stylize")
 
+    verify = commands.add_parser("verify", help="check an output folder for missing, duplicate or corrupt results")
+    verify.add_argument("output")
+    report = commands.add_parser("report", help="rebuild report.html of an output folder from its Parquet files")
+    report.add_argument("output")
+
     args = parser.parse_args(argv)
     if args.command == "run":
         from jobs import stylize
 
         return stylize.main([args.manifest, *args.rest])
+    if args.command == "verify":
+        from jobs import verify as verify_module
+
+        return verify_module.main([args.output])
+    if args.command == "report":
+        from jobs import report as report_module
+
+        return report_module.main([args.output])
     return run_one(args)
 
 

@@ -128,6 +128,10 @@ class OutputStore:
             if os.path.exists(temporary):
                 os.remove(temporary)
 
+    def read_bytes(self, relative: str) -> bytes:
+        with self.fs.open_input_stream(self._path(relative)) as stream:
+            return stream.read()
+
     def write_table(self, relative: str, table: pa.Table) -> None:
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
@@ -138,7 +142,7 @@ class OutputStore:
         for relative, data in (files or {}).items():
             self.write_bytes(relative, data)
         for name in sorted(pieces, key=lambda n: n == self.done_table):
-            self.write_table(f"{name}/{PENDING}/{task_id}.parquet", pieces[name].cast(self.tables[name]))
+            self.write_table(f"{name}/{PENDING}/{task_id}.parquet", conform(pieces[name], self.tables[name]))
 
     def list_files(self, folder: str) -> list[str]:
         """Paths of the `.parquet` files directly inside `folder`, sorted."""
@@ -154,8 +158,8 @@ class OutputStore:
             paths += self.list_files(f"{name}/{PENDING}")
         if columns is not None:
             schema = pa.schema([schema.field(c) for c in columns])
-        tables = [pq.read_table(p, filesystem=self.fs, columns=columns) for p in paths]
-        return pa.concat_tables([t.cast(schema) for t in tables]) if tables else schema.empty_table()
+        tables = [pq.read_table(p, filesystem=self.fs, columns=_present(p, self.fs, columns)) for p in paths]
+        return pa.concat_tables([conform(t, schema) for t in tables]) if tables else schema.empty_table()
 
     def finished_task_ids(self) -> set[str]:
         """Ids of tasks with a results row, compacted or pending."""
@@ -179,7 +183,7 @@ class OutputStore:
             if not pieces:
                 continue
             present = set(self.read_table(name, include_pending=False, columns=["task_id"]).column("task_id").to_pylist())
-            table = pa.concat_tables([pq.read_table(p, filesystem=self.fs).cast(self.tables[name]) for p in pieces])
+            table = pa.concat_tables([conform(pq.read_table(p, filesystem=self.fs), self.tables[name]) for p in pieces])
             ids = table.column("task_id")
             keep = pc.and_(pc.is_in(ids, pa.array(sorted(finished), pa.string())),
                            pc.invert(pc.is_in(ids, pa.array(sorted(present), pa.string()))))
@@ -195,3 +199,20 @@ class OutputStore:
                     self.fs.delete_file(path)
         logger.info("Compacted %d finished task(s) into %s", added, self.output)
         return added
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Cast `table` to `schema`; columns that files written by an older version lack are filled with nulls."""
+    columns = [
+        table.column(field.name).cast(field.type) if field.name in table.column_names
+        else pa.nulls(table.num_rows, field.type)
+        for field in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _present(path: str, fs, columns):
+    if columns is None:
+        return None
+    names = set(pq.read_schema(path, filesystem=fs).names)
+    return [c for c in columns if c in names]

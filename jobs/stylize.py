@@ -97,7 +97,7 @@ class RunRecord:
         self.run_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
         self.manifest_path = str(manifest_path)
         self.manifest = manifest
-        self.tasks = len(tasks)
+        self.task_ids = sorted(t.task_id for t in tasks)
         self.skipped = skipped
         self.started_at = _now()
         self.finished_at = None
@@ -111,7 +111,8 @@ class RunRecord:
             "output": self.manifest.output,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
-            "tasks": self.tasks,
+            "tasks": len(self.task_ids),
+            "task_ids": self.task_ids,
             "skipped_as_finished": self.skipped,
             "counts": self.counts,
             "weights": self.manifest.weights,

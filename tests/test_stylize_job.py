@@ -8,7 +8,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from jobs import stylize
+from jobs import stylize, verify
 from jobs.outputs import CONVERGENCE_SCHEMA, RESULTS_SCHEMA
 
 ITERATIONS = 3
@@ -60,6 +60,8 @@ def test_job_writes_one_row_per_task_and_iteration(local_ray, tmp_path, image_fi
     assert resolved["output"] == str(tmp_path / "out")
     assert resolved["style_layers"][0] == "block1_conv1"
 
+    assert verify.verify(str(tmp_path / "out"))[0] == []
+
     # A rerun finds every task finished and adds nothing.
     assert stylize.main([str(path)]) == 0
     assert pq.read_table(tmp_path / "out" / "results").num_rows == 4
@@ -98,3 +100,28 @@ def test_job_invalid_manifest_exits_2(tmp_path, caplog):
     path.write_text("output: out\npairs: []\noptimizers: []\n")
     assert stylize.main([str(path)]) == 2
     assert "pairs: List should have at least 1 item" in caplog.text
+
+
+def test_verify_detects_tampered_image(local_ray, tmp_path, image_files, capsys):
+    contents, styles = image_files
+    path = tmp_path / "manifest.yaml"
+    path.write_text(textwrap.dedent(f"""
+        output: out
+        weights: random
+        image_size: 32
+        iterations: 2
+        pairs:
+          - content: {contents[0].name}
+            style: {styles[0].name}
+        optimizers:
+          - name: adam
+    """))
+    assert stylize.main([str(path)]) == 0
+    assert verify.main([str(tmp_path / "out")]) == 0
+
+    image = next((tmp_path / "out" / "images").glob("*.png"))
+    image.write_bytes(image.read_bytes()[:-20])
+    assert verify.main([str(tmp_path / "out")]) == 1
+    printed = capsys.readouterr().out
+    assert "differs from the recorded" in printed
+    assert "does not decode" in printed
