@@ -103,8 +103,6 @@ def _add_setting_option(parser, field) -> None:
 def run_one(args) -> int:
     """Stylize one pair with a progress bar; returns the exit status."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    import numpy as np
-    from PIL import Image
     from tqdm import tqdm
 
     from stylecore.features import FeatureExtractor
@@ -112,9 +110,13 @@ def run_one(args) -> int:
     from stylecore.transfer import stylize
     from stylecore.weights import WeightsError, load_weights
 
-    settings = TransferSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TransferSettings)})
     hyperparameters = {k[3:]: v for k, v in vars(args).items() if k.startswith("hp_") and v is not None}
     try:
+        settings = TransferSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TransferSettings)})
+        for key, value in hyperparameters.items():
+            message = optim.check_hyperparameter(key, value)
+            if message:
+                raise ValueError(f"--{key.replace('_', '-')} {message}")
         optimizer = optim.make_optimizer(args.optimizer, **hyperparameters)
         content = load_image(args.content, args.image_size)
         style = load_image(args.style, args.image_size)

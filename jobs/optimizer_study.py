@@ -27,7 +27,6 @@ import itertools
 import json
 import logging
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ from matplotlib.figure import Figure
 
 from jobs.manifest import ManifestError, _format_errors, _location, resolve_output
 from jobs.outputs import OutputStore
+from jobs.ray_init import cluster_resources, init_ray
 from stylecore import linear, optim
 
 logger = logging.getLogger("jobs.optimizer_study")
@@ -318,16 +318,25 @@ def run(manifest: StudyManifest, trials: list[Trial], manifest_path: str) -> int
     results = _read_trials(store, "results", trials)
     write_plots(store, results, _read_trials(store, "convergence", trials))
     print(format_final_losses(results))
+    _write_report(manifest.output)
     logger.info("Done in %.1f s: %s; output %s", time.perf_counter() - start,
                 ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to run",
                 manifest.output)
     return 1 if counts.get(FAILED) else 0
 
 
+def _write_report(output: str) -> None:
+    from jobs.report import write_report
+
+    try:
+        logger.info("Report: %s", write_report(output))
+    except Exception as error:  # the tables and plots are complete; a report failure must not fail the run
+        logger.error("Cannot write the report for %s: %s; rebuild it with `stylize report %s`", output, error, output)
+
+
 def _run_on_ray(output: str, pending: list[Trial]) -> dict[str, int]:
-    _init_ray()
-    resources = ray.cluster_resources()
-    logger.info("Cluster resources: %s", {k: v for k, v in resources.items() if not k.startswith("node:")})
+    init_ray()
+    logger.info("Cluster resources: %s", cluster_resources())
 
     running = {run_trial.remote(output, trial): trial for trial in pending}
     counts: dict[str, int] = {}
@@ -347,17 +356,6 @@ def _run_on_ray(output: str, pending: list[Trial]) -> dict[str, int]:
                         row["status"], trial.optimizer, trial.hyperparameters_json, trial.seed, row["steps_run"],
                         row["final_loss"], row["wall_s"])
     return counts
-
-
-def _init_ray() -> None:
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(logging_level=logging.WARNING)
-    else:
-        # A local Ray binds to loopback only and runs no dashboard.
-        ray.init(include_dashboard=False, logging_level=logging.WARNING, _node_ip_address="127.0.0.1")
-    logging.getLogger("ray").setLevel(logging.WARNING)
 
 
 def _read_trials(store: OutputStore, name: str, trials: list[Trial]) -> pa.Table:

@@ -80,8 +80,8 @@ def write_report(output: str) -> str:
         FileNotFoundError: the folder contains no results table yet.
     """
     kind, store = _open_store(output)
-    results = _read_table(store, "results")
-    convergence = _read_table(store, "convergence")
+    results = store.read_table("results", include_pending=True)
+    convergence = store.read_table("convergence", include_pending=True)
     run_info = _read_run_info(store)
     pending = len(store.list_files(f"results/{PENDING}"))
     logger.info("Reporting on %s: %s run, %d results row(s), %d pending piece(s)",
@@ -117,24 +117,6 @@ def _open_store(output: str) -> tuple[str, OutputStore]:
         return STYLE_TRANSFER, probe
     raise ValueError(f"{paths[0]}: unknown results table; expected `content` and `style` columns "
                      f"(style transfer) or `trial_id` (optimizer study), found {', '.join(sorted(columns))}")
-
-
-def _read_table(store: OutputStore, name: str) -> pa.Table:
-    """Read a table with its pending pieces; files written under an older or newer schema are aligned to it."""
-    try:
-        return store.read_table(name, include_pending=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as error:
-        logger.warning("The %s files do not all match the current schema (%s); reading column by column, "
-                       "with nulls for missing columns", name, str(error).splitlines()[0][:200])
-
-    schema = store.tables[name]
-    tables = []
-    for path in store.list_files(name) + store.list_files(f"{name}/{PENDING}"):
-        table = pq.read_table(path, filesystem=store.fs)
-        columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
-                   else pa.nulls(table.num_rows, f.type) for f in schema]
-        tables.append(pa.Table.from_arrays(columns, schema=schema))
-    return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
 def _read_run_info(store: OutputStore) -> dict:

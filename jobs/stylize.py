@@ -14,7 +14,6 @@ import datetime
 import json
 import logging
 import math
-import os
 import platform
 import sys
 import time
@@ -26,6 +25,7 @@ import yaml
 
 from jobs.manifest import ManifestError, Task, load_manifest
 from jobs.outputs import OutputStore
+from jobs.ray_init import cluster_resources, init_ray
 from jobs.worker import StylizeActor
 
 logger = logging.getLogger("jobs.stylize")
@@ -72,17 +72,27 @@ def run(manifest, tasks: list[Task], args) -> int:
     record = RunRecord(args.manifest, manifest, tasks, skipped=len(tasks) - len(pending))
     record.write(store)
     if pending:
-        _init_ray()
-        record.cluster_resources = _resources()
+        init_ray()
+        record.cluster_resources = cluster_resources()
         record.counts = _run_on_ray(manifest, pending, args, record.cluster_resources)
     store.compact()
     record.finish(store)
+    _write_report(manifest.output)
 
     counts = record.counts
     logger.info("Done in %.1f s: %s; output %s", time.perf_counter() - start,
                 ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to run",
                 manifest.output)
     return 1 if counts.get("failed", 0) else 0
+
+
+def _write_report(output: str) -> None:
+    from jobs.report import write_report
+
+    try:
+        logger.info("Report: %s", write_report(output))
+    except Exception as error:  # the outputs are complete; a report failure must not fail the run
+        logger.error("Cannot write the report for %s: %s; rebuild it with `stylize report %s`", output, error, output)
 
 
 class RunRecord:
@@ -146,8 +156,6 @@ def _versions() -> dict:
     return versions
 
 
-def _resources() -> dict:
-    return {k: v for k, v in ray.cluster_resources().items() if not k.startswith("node:")}
 
 
 def _run_on_ray(manifest, pending: list[Task], args, resources: dict) -> dict:
@@ -186,19 +194,6 @@ def _run_on_ray(manifest, pending: list[Task], args, resources: dict) -> dict:
                         done, len(pending), rate * 60, (len(pending) - done) / rate if rate else math.inf)
             last_report = now
     return counts
-
-
-def _init_ray() -> None:
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(logging_level=logging.WARNING)
-    else:
-        # A local Ray binds to loopback only and runs no dashboard.
-        ray.init(include_dashboard=False, logging_level=logging.WARNING, _node_ip_address="127.0.0.1")
-    logging.getLogger("ray").setLevel(logging.WARNING)
-    # The driver logs its own progress; Ray Data's bars would repeat it every few seconds.
-    ray.data.DataContext.get_current().enable_progress_bars = False
 
 
 def _actor_count(resources: dict, cpus_per_actor: float, gpus_per_actor: float, tasks: int, max_actors) -> int:

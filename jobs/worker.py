@@ -5,7 +5,6 @@ import datetime
 import hashlib
 import json
 import logging
-import os
 import time
 
 import numpy as np

@@ -4,7 +4,6 @@ import json
 import textwrap
 
 import pyarrow.parquet as pq
-import pytest
 import yaml
 from PIL import Image
 
