@@ -125,6 +125,11 @@ def load_manifest(path: str | Path) -> tuple[pydantic.BaseModel, list[Task]]:
     if manifest.weights not in WEIGHT_SOURCES and not manifest.weights.endswith(".h5"):
         problems.append(("weights", f"unknown source {manifest.weights!r}; valid sources: "
                                     f"{', '.join(WEIGHT_SOURCES)}, or a path or URI of Keras' VGG19 .h5 file"))
+    if "://" in manifest.output:
+        try:
+            pafs.FileSystem.from_uri(manifest.output)
+        except (ValueError, OSError) as error:
+            problems.append(("output", f"invalid output URI {manifest.output!r}: {error}"))
     grids = _expand_optimizers(manifest.optimizers, problems)
     pairs = _expand_pairs(manifest, path.parent, problems)
     if problems:

@@ -80,6 +80,10 @@ TABLES = {"results": RESULTS_SCHEMA, "convergence": CONVERGENCE_SCHEMA}
 PENDING = "_pending"
 
 
+class OutputError(OSError):
+    """The output location cannot be read or written; finished tasks stay where they are."""
+
+
 class OutputStore:
     """Reads and writes one run's output folder through `pyarrow.fs`.
 
@@ -101,8 +105,9 @@ class OutputStore:
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
 
     def uri(self, relative: str) -> str:
-        """Return the location of `relative` in the form the user gave the output in."""
-        return posixpath.join(self.output.rstrip("/"), relative)
+        """Return the location of `relative` in the form the user gave the output in, options kept."""
+        base, question, options = self.output.partition("?")
+        return posixpath.join(base.rstrip("/"), relative) + question + options
 
     def _path(self, relative: str) -> str:
         return posixpath.join(self.root, relative)

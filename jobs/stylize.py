@@ -34,6 +34,9 @@ logger = logging.getLogger("jobs.stylize")
 # pipeline waits forever on a machine whose CPUs all belong to actors.
 RESERVED_CPUS = 1
 PROGRESS_INTERVAL_S = 30.0
+EXIT_TASK_FAILED = 1
+EXIT_BAD_MANIFEST = 2
+EXIT_RUN_STOPPED = 3
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -54,12 +57,29 @@ def main(argv=None) -> int:
         manifest, tasks = load_manifest(args.manifest)
     except ManifestError as error:
         logger.error("%s", error)
-        return 2
+        return EXIT_BAD_MANIFEST
     return run(manifest, tasks, args)
 
 
 def run(manifest, tasks: list[Task], args) -> int:
     """Run the pending tasks of a validated manifest; returns the process exit status."""
+    try:
+        return _run(manifest, tasks, args)
+    except (OSError, ray.exceptions.RayError) as error:
+        logger.error("Run stopped: %s. Tasks that finished before this are kept; fix the cause and rerun "
+                     "the same manifest to do the rest.", _root_message(error))
+        return EXIT_RUN_STOPPED
+
+
+def _root_message(error: Exception) -> str:
+    """The innermost error's message: Ray wraps a worker's exception in its own, with a traceback."""
+    cause = getattr(error, "cause", None) or error.__cause__
+    if isinstance(cause, Exception) and cause is not error:
+        return _root_message(cause)
+    return str(error).strip().splitlines()[-1]
+
+
+def _run(manifest, tasks: list[Task], args) -> int:
     start = time.perf_counter()
     store = OutputStore(manifest.output)
     store.compact()  # folds pieces a killed earlier run left behind
@@ -83,7 +103,7 @@ def run(manifest, tasks: list[Task], args) -> int:
     logger.info("Done in %.1f s: %s; output %s", time.perf_counter() - start,
                 ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to run",
                 manifest.output)
-    return 1 if counts.get("failed", 0) else 0
+    return EXIT_TASK_FAILED if counts.get("failed", 0) else 0
 
 
 def _write_report(output: str) -> None:

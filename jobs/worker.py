@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from jobs.manifest import Task
-from jobs.outputs import CONVERGENCE_SCHEMA, RESULTS_SCHEMA, OutputStore
+from jobs.outputs import CONVERGENCE_SCHEMA, RESULTS_SCHEMA, OutputError, OutputStore
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,12 @@ class StylizeActor:
             row["image_uri"] = self.store.uri(f"images/{task.task_id}.png")
 
         row.update(wall_s=time.perf_counter() - start, finished_at=datetime.datetime.now(datetime.UTC))
-        self._write(task.task_id, row, history, png)
+        try:
+            self._write(task.task_id, row, history, png)
+        except OSError as error:
+            # Every later task would fail the same way, so the run stops here.
+            logger.error("Task %s: cannot write outputs to %s: %s", task.task_id, self.store.output, error)
+            raise OutputError(f"cannot write to the output {self.store.output}: {error}") from None
         logger.info("Task %s %s: %d iterations, best loss %.4g, %.1f s", task.task_id, row["status"],
                     row.get("iterations_run") or 0, row.get("best_loss") or float("nan"), row["wall_s"])
         return {"task_id": task.task_id, "status": row["status"], "best_loss": row.get("best_loss") or float("nan"),
