@@ -105,7 +105,8 @@ class _State(NamedTuple):
     image: tf.Variable  # B x H x W x 3, VGG19 input space
     best_image: tf.Variable  # B x H x W x 3
     best_loss: tf.Variable  # B, float32
-    diverged: tf.Variable  # B, bool: the image had a non-finite loss and is no longer updated
+    # B bools, true once an image's loss was not finite. Its updates go on, but its records and best image stop.
+    diverged: tf.Variable
 
 
 def stylize(
@@ -166,11 +167,11 @@ def batch_optimizer(optimizers: Sequence[Optimizer]) -> Optimizer:
     kind = type(optimizers[0])
     mixed = sorted({type(o).__name__ for o in optimizers if type(o) is not kind})
     if mixed:
-        raise ValueError(f"stylize_batch needs optimizers of one class, got {kind.__name__} and {', '.join(mixed)}; "
-                         "run one batch per optimizer")
+        raise ValueError(f"stylize_batch needs optimizers of one class, got {kind.__name__} and {', '.join(mixed)}. "
+                         "Run one batch per optimizer.")
     if kind.needs_loss_function:
-        raise ValueError(f"stylize_batch does not support {kind.name or kind.__name__}: its line search takes one "
-                         "step length for the whole batch; run it with stylize, one image at a time")
+        raise ValueError(f"stylize_batch does not support {kind.name or kind.__name__} because its line search takes "
+                         "one step length for the whole batch. Run it with stylize, one image at a time.")
 
     merged = {}
     for key in optimizers[0].hyperparameters:
@@ -179,7 +180,7 @@ def batch_optimizer(optimizers: Sequence[Optimizer]) -> Optimizer:
             raise ValueError(f"stylize_batch needs scalar hyperparameters, got {key} of shape {values[0].shape}")
         merged[key] = np.reshape(np.array([float(v) for v in values], np.float32), (-1, 1, 1, 1))
 
-    # Skips the subclass constructor, whose signature lists scalar defaults; the base stores the tensors.
+    # Skips the subclass constructor because its signature lists scalar defaults. The base class stores the tensors.
     batched = kind.__new__(kind)
     Optimizer.__init__(batched, **merged)
     return batched
