@@ -29,6 +29,7 @@ from stylecore.weights import WEIGHT_SOURCES
 
 SETTINGS_FIELDS = {field.name: field for field in dataclasses.fields(TransferSettings)}
 GLOB_CHARACTERS = "*?["
+OUTPUT_SCHEMES = ("file", "s3", "gs")
 
 # `pkg://PACKAGE/PATH` names a file shipped inside an installed Python
 # package, such as the sample photos in scikit-image's wheel.
@@ -125,11 +126,11 @@ def load_manifest(path: str | Path) -> tuple[pydantic.BaseModel, list[Task]]:
     if manifest.weights not in WEIGHT_SOURCES and not manifest.weights.endswith(".h5"):
         problems.append(("weights", f"unknown source {manifest.weights!r}; valid sources: "
                                     f"{', '.join(WEIGHT_SOURCES)}, or a path or URI of Keras' VGG19 .h5 file"))
-    if "://" in manifest.output:
-        try:
-            pafs.FileSystem.from_uri(manifest.output)
-        except (ValueError, OSError) as error:
-            problems.append(("output", f"invalid output URI {manifest.output!r}: {error}"))
+    scheme = manifest.output.split("://", 1)[0] if "://" in manifest.output else None
+    if scheme is not None and scheme not in OUTPUT_SCHEMES:
+        # Only the scheme is checked here: opening an object store would contact it before the run.
+        problems.append(("output", f"unsupported URI scheme {scheme!r} in {manifest.output!r}; "
+                                   f"use a local path or one of {', '.join(s + '://' for s in OUTPUT_SCHEMES)}"))
     grids = _expand_optimizers(manifest.optimizers, problems)
     pairs = _expand_pairs(manifest, path.parent, problems)
     if problems:

@@ -240,3 +240,17 @@ def test_same_file_twice_gives_one_task(tmp_path, image_files):
     """
     _, tasks = load_manifest(write_manifest(tmp_path, body))
     assert len(tasks) == 1
+
+
+def test_unsupported_output_scheme_rejected(tmp_path, image_files):
+    contents, styles = image_files
+    body = f"""
+        output: ftp://archive/out
+        pairs:
+          - content: {contents[0].name}
+            style: {styles[0].name}
+        optimizers:
+          - name: adam
+    """
+    with pytest.raises(ManifestError, match="output: unsupported URI scheme 'ftp'.*file://, s3://, gs://"):
+        load_manifest(write_manifest(tmp_path, body))
