@@ -31,9 +31,11 @@ def median(values) -> float:
 
 
 def print_table(header: list[str], rows: list[list]) -> None:
-    """Print a Markdown table, formatting floats to 3 significant digits."""
+    """Print a Markdown table, with floats to 3 significant digits or as whole numbers from 100 up."""
     def cell(value):
-        return f"{value:.3g}" if isinstance(value, float) else str(value)
+        if not isinstance(value, float):
+            return str(value)
+        return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
     print("| " + " | ".join(header) + " |")
     print("|" + " --- |" * len(header))

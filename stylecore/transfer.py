@@ -8,9 +8,9 @@ pair at once, one per optimizer configuration, so one VGG19 pass computes
 all B gradients. Iteration i records the losses of the image before the i-th
 update, so iteration 0 is the initial image.
 
-The loop runs up to `steps_per_call` updates inside one `tf.function` call
-and fetches their losses in one transfer, so the time budget, divergence and
-callbacks act at that granularity (the first call runs one update).
+The loop runs up to `settings.steps_per_call` updates inside one
+`tf.function` call and fetches their losses in one transfer. The time budget
+and callbacks act once per call, and the first call runs one update.
 
 A run ends with one of three statuses: "succeeded" after `iterations`
 updates, "timed_out" when `time_budget_s` ran out first, or "diverged" when
@@ -50,8 +50,9 @@ class TransferSettings:
     init: str = "content"
     seed: int = 0  # seeds TF and the "noise" start
     # Updates per tf.function call. Larger values save host round trips but let a run overshoot its time
-    # budget by up to this many steps and deliver callbacks in bursts.
-    steps_per_call: int = 10
+    # budget by up to this many steps and deliver callbacks in bursts. 1 by default because 10 measured no
+    # faster on a 2-core CPU, even at 128 px (BENCHMARKS.md). NOTE: untested on a GPU, where it should help.
+    steps_per_call: int = 1
 
     def __post_init__(self):
         problems = []
@@ -176,8 +177,10 @@ def batch_optimizer(optimizers: Sequence[Optimizer]) -> Optimizer:
     merged = {}
     for key in optimizers[0].hyperparameters:
         values = [o.hyperparameters[key] for o in optimizers]
-        if any(v.shape.rank != 0 for v in values):
-            raise ValueError(f"stylize_batch needs scalar hyperparameters, got {key} of shape {values[0].shape}")
+        shapes = [v.shape for v in values if v.shape.rank != 0]
+        if shapes:
+            raise ValueError(f"stylize_batch needs scalar hyperparameters, got {key} of shape {shapes[0]}. "
+                             "Pass one optimizer per configuration.")
         merged[key] = np.reshape(np.array([float(v) for v in values], np.float32), (-1, 1, 1, 1))
 
     # Skips the subclass constructor because its signature lists scalar defaults. The base class stores the tensors.
