@@ -33,6 +33,7 @@ SETTING_HELP = {
     "time_budget_s": "stop after this many seconds",
     "init": "initial image: content, noise or style",
     "seed": "random seed for noise initialization and random weights",
+    "steps_per_call": "optimizer updates per TensorFlow call; the time budget and progress act once per call",
 }
 
 

@@ -14,7 +14,8 @@ and callbacks act once per call, and the first call runs one update.
 
 A run ends with one of three statuses: "succeeded" after `iterations`
 updates, "timed_out" when `time_budget_s` ran out first, or "diverged" when
-a loss became NaN or infinite. Every status returns the best image seen.
+a loss became NaN or infinite or rose above DIVERGENCE_FACTOR times the
+starting loss. Every status returns the best image seen.
 """
 
 import dataclasses
@@ -31,6 +32,11 @@ from stylecore.images import IMAGENET_MEAN_BGR, deprocess, preprocess
 from stylecore.optim import Optimizer
 
 INIT_MODES = ("content", "noise", "style")
+# Clipping to valid pixels keeps the loss finite even for absurd learning
+# rates (Adam at 1e6 gives about 100 x the starting loss after one update and
+# stays there), so a loss this many times the starting loss also counts as
+# diverged. A run that converges never comes near it.
+DIVERGENCE_FACTOR = 100.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,8 +112,10 @@ class _State(NamedTuple):
     image: tf.Variable  # B x H x W x 3, VGG19 input space
     best_image: tf.Variable  # B x H x W x 3
     best_loss: tf.Variable  # B, float32
-    # B bools, true once an image's loss was not finite. Its updates go on, but its records and best image stop.
+    # B bools, true once an image diverged (see DIVERGENCE_FACTOR). Its updates go on, but its records and best
+    # image stop.
     diverged: tf.Variable
+    initial_loss: tf.Variable  # B, float32: the loss at iteration 0
 
 
 def stylize(
@@ -199,6 +207,7 @@ def _optimize(extractor, content_rgb, style_rgb, optimizer, batch_size, settings
         best_image=tf.Variable(initial, trainable=False),
         best_loss=tf.Variable(tf.fill([batch_size], np.inf), trainable=False),
         diverged=tf.Variable(tf.zeros([batch_size], tf.bool), trainable=False),
+        initial_loss=tf.Variable(tf.fill([batch_size], np.inf), trainable=False),
     )
     optimizer.build(state.image)
 
@@ -268,7 +277,8 @@ def _make_step(extractor, optimizer, settings, targets, state):
         improved = tf.logical_and(total < state.best_loss, tf.logical_not(state.diverged))
         state.best_loss.assign(tf.where(improved, total, state.best_loss))
         state.best_image.assign(tf.where(improved[:, tf.newaxis, tf.newaxis, tf.newaxis], state.image, state.best_image))
-        diverged = state.diverged.assign(tf.logical_or(state.diverged, tf.logical_not(tf.math.is_finite(total))))
+        initial = state.initial_loss.assign(tf.where(tf.math.is_inf(state.initial_loss), total, state.initial_loss))
+        diverged = state.diverged.assign(tf.logical_or(state.diverged, _has_diverged(total, initial)))
 
         if optimizer.needs_loss_function:
             # NOTE: the next step evaluates the accepted point again to record its loss parts,
@@ -280,6 +290,11 @@ def _make_step(extractor, optimizer, settings, targets, state):
         return tf.stack(parts), tf.reduce_all(diverged)
 
     return step
+
+
+def _has_diverged(total, initial_loss):
+    """True where the loss is NaN or infinite, or above DIVERGENCE_FACTOR times the loss at iteration 0."""
+    return tf.logical_or(tf.logical_not(tf.math.is_finite(total)), total > DIVERGENCE_FACTOR * initial_loss)
 
 
 def _make_run_steps(step, batch_size):
@@ -338,7 +353,7 @@ def _record_call(losses_per_step, first_iteration, call_start_s, call_end_s, his
             history.append(record)
             if callback is not None:
                 callback(index, record)
-            if not np.isfinite(total):
+            if not np.isfinite(total) or total > DIVERGENCE_FACTOR * history[0].total_loss:
                 statuses[index] = "diverged"
 
 

@@ -125,3 +125,30 @@ def test_verify_detects_tampered_image(local_ray, tmp_path, image_files, capsys)
     printed = capsys.readouterr().out
     assert "differs from the recorded" in printed
     assert "does not decode" in printed
+
+
+def test_diverging_task_recorded_and_job_exits_0(local_ray, tmp_path, image_files):
+    contents, styles = image_files
+    path = tmp_path / "manifest.yaml"
+    path.write_text(textwrap.dedent(f"""
+        output: out
+        weights: random
+        image_size: 32
+        iterations: 5
+        pairs:
+          - content: {contents[0].name}
+            style: {styles[0].name}
+        optimizers:
+          - name: adam
+            learning_rate: [1.0e+6, 1.0]
+    """))
+
+    assert stylize.main([str(path)]) == 0
+
+    rows = {r["learning_rate"]: r for r in pq.read_table(tmp_path / "out" / "results").to_pylist()}
+    assert rows[1e6]["status"] == "diverged"
+    assert rows[1e6]["best_iteration"] == 0
+    assert rows[1.0]["status"] == "succeeded"
+    with Image.open(tmp_path / "out" / "images" / f"{rows[1e6]['task_id']}.png") as image:
+        assert image.size == (32, 27)
+    assert verify.verify(str(tmp_path / "out"))[0] == []
