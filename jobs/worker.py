@@ -51,9 +51,10 @@ class StylizeActor:
                     self.device, self.node_id, self.weights.source, time.perf_counter() - start)
 
     def __call__(self, batch: dict) -> dict:
-        tasks = [dict(zip(batch, values)) for values in zip(*batch.values())]
-        summaries = [self.run_task(Task(**{k: v.item() if hasattr(v, "item") else v for k, v in t.items()}))
-                     for t in tasks]
+        """Run each row's group of tasks (a JSON list in the `tasks` column); returns one summary row per task."""
+        summaries = []
+        for group_json in batch["tasks"]:
+            summaries += self.run_group([Task(**fields) for fields in json.loads(str(group_json))])
         return {key: np.array([s[key] for s in summaries]) for key in summaries[0]}
 
     def extractor(self, settings):
@@ -65,30 +66,47 @@ class StylizeActor:
             self.extractors[key] = FeatureExtractor(self.weights, *key)
         return self.extractors[key]
 
-    def run_task(self, task: Task) -> dict:
-        """Stylize one task and write its outputs; returns a short summary for the driver."""
-        from stylecore.images import encode_png, load_image
-        from stylecore.optim import make_optimizer
-        from stylecore.transfer import stylize
+    def run_group(self, tasks: list[Task]) -> list[dict]:
+        """Stylize tasks that share a pair, size, settings and optimizer in one batched optimization.
 
-        logger.info("Task %s started: %s + %s, %s %s", task.task_id, task.content, task.style,
-                    task.optimizer, task.hyperparameters)
+        Writes every task's outputs, failed ones included; returns a short summary per task for the driver.
+        """
+        from stylecore.images import load_image
+        from stylecore.optim import make_optimizer
+        from stylecore.transfer import stylize, stylize_batch
+
+        for task in tasks:
+            logger.info("Task %s started: %s + %s, %s %s", task.task_id, task.content, task.style,
+                        task.optimizer, task.hyperparameters)
         start = time.perf_counter()
+        first = tasks[0]
+        try:
+            settings = first.transfer_settings()
+            content = load_image(first.content, first.image_size)
+            style = load_image(first.style, first.image_size)
+            optimizers = [make_optimizer(t.optimizer, **json.loads(t.hyperparameters)) for t in tasks]
+            if len(tasks) == 1:
+                outcomes = [stylize(self.extractor(settings), content, style, optimizers[0], settings)]
+            else:
+                outcomes = stylize_batch(self.extractor(settings), content, style, optimizers, settings)
+        except Exception as error:  # one group's failure must not end the actor or lose other tasks
+            for task in tasks:
+                logger.error("Task %s failed: %s", task.task_id, error)
+            outcomes = [error] * len(tasks)
+        return [self._finish(task, outcome, start) for task, outcome in zip(tasks, outcomes)]
+
+    def _finish(self, task: Task, outcome, start: float) -> dict:
+        """Write one task's outputs from its StylizeResult or exception; returns the driver's summary."""
+        from stylecore.images import encode_png
+
         row = self._base_row(task)
         png, history = None, []
-        try:
-            settings = task.transfer_settings()
-            content = load_image(task.content, task.image_size)
-            style = load_image(task.style, task.image_size)
-            optimizer = make_optimizer(task.optimizer, **json.loads(task.hyperparameters))
-            result = stylize(self.extractor(settings), content, style, optimizer, settings)
-        except Exception as error:  # one task's failure must not end the actor or lose other tasks
-            logger.error("Task %s failed: %s", task.task_id, error)
-            row.update(status="failed", error=f"{type(error).__name__}: {error}")
+        if isinstance(outcome, Exception):
+            row.update(status="failed", error=f"{type(outcome).__name__}: {outcome}")
         else:
-            png = encode_png(result.image)
-            history = result.history
-            row.update(_result_columns(result, png))
+            png = encode_png(outcome.image)
+            history = outcome.history
+            row.update(_result_columns(outcome, png))
             row["image_uri"] = self.store.uri(f"images/{task.task_id}.png")
 
         row.update(wall_s=time.perf_counter() - start, finished_at=datetime.datetime.now(datetime.UTC))

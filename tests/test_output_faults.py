@@ -121,7 +121,8 @@ def test_output_read_only_mid_run_then_rerun(tmp_path, image_files):
     manifest = write_manifest(tmp_path, image_files, str(output), tasks=4)
 
     log = (tmp_path / "job.log").open("w")
-    job = subprocess.Popen([sys.executable, "-m", "jobs.stylize", str(manifest)], stdout=log,
+    # One task per actor call, so tasks finish one after another and the fault lands mid-run.
+    job = subprocess.Popen([sys.executable, "-m", "jobs.stylize", str(manifest), "--max-batch", "1"], stdout=log,
                            stderr=subprocess.STDOUT, env=job_env())
     try:
         deadline = time.monotonic() + 180

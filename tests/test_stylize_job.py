@@ -1,5 +1,6 @@
 """The style-transfer batch job on a local Ray, reading its Parquet outputs back."""
 
+import dataclasses
 import json
 import textwrap
 
@@ -152,3 +153,33 @@ def test_diverging_task_recorded_and_job_exits_0(local_ray, tmp_path, image_file
     with Image.open(tmp_path / "out" / "images" / f"{rows[1e6]['task_id']}.png") as image:
         assert image.size == (32, 27)
     assert verify.verify(str(tmp_path / "out"))[0] == []
+
+
+def test_group_tasks_batches_only_shared_pairs(tmp_path, image_files):
+    from jobs.manifest import load_manifest
+
+    contents, styles = image_files
+    path = tmp_path / "manifest.yaml"
+    path.write_text(textwrap.dedent(f"""
+        output: out
+        image_size: 512
+        pairs:
+          - content: [{contents[0].name}, {contents[1].name}]
+            style: {styles[0].name}
+        optimizers:
+          - name: adam
+            learning_rate: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+          - name: lbfgs
+    """))
+    _, tasks = load_manifest(path)
+
+    groups = stylize.group_tasks(tasks, max_batch=8)
+
+    assert sorted(len(g) for g in groups) == [1, 1, 2, 2, 8, 8]
+    for group in groups:
+        assert len({(t.content_sha256, t.style_sha256, t.optimizer, t.settings) for t in group}) == 1
+    assert all(len(g) == 1 for g in groups if g[0].optimizer == "lbfgs")
+    assert sorted(t.task_id for g in groups for t in g) == sorted(t.task_id for t in tasks)
+    # 1024 px images fit two to a batch under MAX_BATCH_PIXELS.
+    large = [dataclasses.replace(t, image_size=1024) for t in tasks if t.optimizer == "adam"]
+    assert max(len(g) for g in stylize.group_tasks(large, max_batch=8)) == 2
