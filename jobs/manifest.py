@@ -108,19 +108,12 @@ class Task:
 def load_manifest(path: str | Path) -> tuple[pydantic.BaseModel, list[Task]]:
     """Read, validate and expand a manifest file; raises ManifestError listing every problem."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ManifestError(f"{path}: cannot read manifest ({error.strerror})") from None
-    except yaml.YAMLError as error:
-        raise ManifestError(f"{path}: invalid YAML: {error}") from None
-    if not isinstance(raw, dict):
-        raise ManifestError(f"{path}: expected a mapping of fields at the top level, got {type(raw).__name__}")
+    raw = read_yaml_mapping(path)
 
     try:
         manifest = Manifest.model_validate(raw)
     except pydantic.ValidationError as error:
-        raise ManifestError(_format_errors(path, [_describe_error(e) for e in error.errors()])) from None
+        raise ManifestError(format_errors(path, [_describe_error(e) for e in error.errors()])) from None
 
     problems = []
     if manifest.weights not in WEIGHT_SOURCES and not manifest.weights.endswith(".h5"):
@@ -134,10 +127,23 @@ def load_manifest(path: str | Path) -> tuple[pydantic.BaseModel, list[Task]]:
     grids = _expand_optimizers(manifest.optimizers, problems)
     pairs = _expand_pairs(manifest, path.parent, problems)
     if problems:
-        raise ManifestError(_format_errors(path, problems))
+        raise ManifestError(format_errors(path, problems))
 
     manifest = manifest.model_copy(update={"output": resolve_output(manifest.output, path.parent)})
     return manifest, _make_tasks(manifest, pairs, grids)
+
+
+def read_yaml_mapping(path: Path) -> dict:
+    """Read a YAML file with the safe loader; raises ManifestError unless it is a mapping."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ManifestError(f"{path}: cannot read manifest ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        raise ManifestError(f"{path}: invalid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{path}: expected a mapping of fields at the top level, got {type(raw).__name__}")
+    return raw
 
 
 def resolve_output(output: str, base: Path) -> str:
@@ -147,7 +153,7 @@ def resolve_output(output: str, base: Path) -> str:
     return str((base / output).resolve())
 
 
-def _location(loc) -> str:
+def error_location(loc) -> str:
     text = ""
     for part in loc:
         if isinstance(part, int):
@@ -158,7 +164,7 @@ def _location(loc) -> str:
 
 
 def _describe_error(error: dict) -> tuple[str, str]:
-    location = _location(error["loc"])
+    location = error_location(error["loc"])
     if error["type"] == "extra_forbidden":
         parent = location.rpartition(".")[0] if "." in location else ""
         valid = PairSpec.model_fields if parent.startswith("pairs[") else Manifest.model_fields
@@ -166,7 +172,7 @@ def _describe_error(error: dict) -> tuple[str, str]:
     return location, error["msg"]
 
 
-def _format_errors(path, problems) -> str:
+def format_errors(path, problems) -> str:
     lines = [f"{path}: {len(problems)} problem(s) in the manifest:"]
     lines += [f"  {location}: {message}" for location, message in problems]
     return "\n".join(lines)

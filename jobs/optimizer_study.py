@@ -35,10 +35,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pydantic
 import ray
-import yaml
 from matplotlib.figure import Figure
 
-from jobs.manifest import ManifestError, _format_errors, _location, resolve_output
+from jobs.manifest import ManifestError, error_location, format_errors, read_yaml_mapping, resolve_output
 from jobs.outputs import OutputStore
 from jobs.ray_init import cluster_resources, init_ray
 from stylecore import linear, optim
@@ -133,14 +132,7 @@ class Trial:
 def load_manifest(path: str | Path) -> tuple[StudyManifest, list[Trial]]:
     """Read, validate and expand a study manifest; raises ManifestError listing every problem."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ManifestError(f"{path}: cannot read manifest ({error.strerror})") from None
-    except yaml.YAMLError as error:
-        raise ManifestError(f"{path}: invalid YAML: {error}") from None
-    if not isinstance(raw, dict):
-        raise ManifestError(f"{path}: expected a mapping of fields at the top level, got {type(raw).__name__}")
+    raw = read_yaml_mapping(path)
 
     problems = []
     try:
@@ -152,7 +144,7 @@ def load_manifest(path: str | Path) -> tuple[StudyManifest, list[Trial]]:
         specs = _parseable_optimizers(raw.get("optimizers"))
     grids = _expand_optimizers(specs, problems)
     if problems:
-        raise ManifestError(_format_errors(path, problems))
+        raise ManifestError(format_errors(path, problems))
 
     output = manifest.output or f"../outputs/{path.stem}"
     manifest = manifest.model_copy(update={"output": resolve_output(output, path.parent)})
@@ -172,7 +164,7 @@ def _parseable_optimizers(raw_optimizers) -> list[tuple[int, OptimizerSpec]]:
 
 
 def _describe_error(error: dict) -> tuple[str, str]:
-    location = _location(error["loc"])
+    location = error_location(error["loc"])
     if error["type"] == "extra_forbidden":
         return location, f"unknown field; valid fields: {', '.join(StudyManifest.model_fields)}"
     return location, error["msg"]
