@@ -254,3 +254,23 @@ def test_unsupported_output_scheme_rejected(tmp_path, image_files):
     """
     with pytest.raises(ManifestError, match="output: unsupported URI scheme 'ftp'.*file://, s3://, gs://"):
         load_manifest(write_manifest(tmp_path, body))
+
+
+def test_zero_and_non_numeric_hyperparameters_rejected(tmp_path, image_files):
+    contents, styles = image_files
+    body = f"""
+        output: out
+        pairs:
+          - content: {contents[0].name}
+            style: {styles[0].name}
+        optimizers:
+          - name: adam
+            learning_rate: 0
+          - name: gd
+            learning_rate: fast
+    """
+    with pytest.raises(ManifestError) as error:
+        load_manifest(write_manifest(tmp_path, body))
+    message = str(error.value)
+    assert "optimizers[0].learning_rate: must be in (0, inf), got 0" in message
+    assert "optimizers[1].learning_rate: must be a number, got 'fast'" in message

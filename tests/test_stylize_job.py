@@ -183,3 +183,22 @@ def test_group_tasks_batches_only_shared_pairs(tmp_path, image_files):
     # 1024 px images fit two to a batch under MAX_BATCH_PIXELS.
     large = [dataclasses.replace(t, image_size=1024) for t in tasks if t.optimizer == "adam"]
     assert max(len(g) for g in stylize.group_tasks(large, max_batch=8)) == 2
+
+
+def test_output_not_writable_stops_with_exit_3(tmp_path, image_files, caplog):
+    contents, styles = image_files
+    (tmp_path / "blocker").write_text("a file where the output folder's parent should be")
+    path = tmp_path / "manifest.yaml"
+    path.write_text(textwrap.dedent(f"""
+        output: blocker/out
+        weights: random
+        pairs:
+          - content: {contents[0].name}
+            style: {styles[0].name}
+        optimizers:
+          - name: adam
+    """))
+
+    assert stylize.main([str(path)]) == 3
+    assert "Run stopped:" in caplog.text
+    assert "blocker" in caplog.text
