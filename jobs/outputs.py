@@ -202,7 +202,8 @@ class OutputStore:
                 task_id = posixpath.basename(path).removesuffix(".parquet")
                 if task_id in finished:
                     self.fs.delete_file(path)
-        logger.info("Compacted %d finished task(s) into %s", added, self.output)
+        if added:
+            logger.info("Compacted %d finished task(s) into %s", added, self.output)
         return added
 
 
