@@ -14,6 +14,7 @@ import sys
 import typing
 
 from stylecore import optim
+from stylecore.features import PRECISIONS
 from stylecore.images import DEFAULT_MAX_SIZE_PX
 from stylecore.transfer import TransferSettings
 from stylecore.weights import WEIGHT_SOURCES
@@ -75,6 +76,9 @@ def _add_one_parser(commands) -> None:
                      help=f"longer side of the result in pixels (default {DEFAULT_MAX_SIZE_PX})")
     one.add_argument("--weights", default="auto", help=f"VGG19 weights: {', '.join(WEIGHT_SOURCES)}, or a path or URI of Keras' .h5 file (default auto)")
     one.add_argument("--optimizer", default="adam", choices=list(optim.OPTIMIZERS), help="optimizer (default adam)")
+    one.add_argument("--precision", default="auto", choices=list(PRECISIONS),
+                     help="compute precision of the VGG19 passes; losses stay float32. auto: bfloat16 where the "
+                          "CPU or GPU computes it natively, else float32 (default auto)")
 
     for field in dataclasses.fields(TransferSettings):
         _add_setting_option(one, field)
@@ -122,7 +126,7 @@ def run_one(args) -> int:
         content = load_image(args.content, args.image_size)
         style = load_image(args.style, args.image_size)
         extractor = FeatureExtractor(load_weights(args.weights, seed=settings.seed),
-                                     settings.content_layers, settings.style_layers)
+                                     settings.content_layers, settings.style_layers, precision=args.precision)
     except (ImageError, WeightsError, ValueError) as error:
         print(f"stylize: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

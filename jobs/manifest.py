@@ -22,7 +22,7 @@ import pydantic
 import yaml
 
 from stylecore import optim
-from stylecore.features import VGG19_LAYER_NAMES
+from stylecore.features import PRECISIONS, VGG19_LAYER_NAMES
 from stylecore.images import DEFAULT_MAX_SIZE_PX
 from stylecore.transfer import TransferSettings
 from stylecore.weights import WEIGHT_SOURCES
@@ -78,6 +78,7 @@ Manifest = pydantic.create_model(
     __config__=pydantic.ConfigDict(extra="forbid"),
     output=(str, ...),
     weights=(str, "auto"),
+    precision=(str, "auto"),  # of the VGG19 passes: auto, float32 or bfloat16
     image_size=(int, pydantic.Field(DEFAULT_MAX_SIZE_PX, ge=32, le=4096)),  # longer side, pixels
     pairs=(list[PairSpec], pydantic.Field(min_length=1)),
     optimizers=(list[OptimizerSpec], pydantic.Field(min_length=1)),
@@ -116,6 +117,8 @@ def load_manifest(path: str | Path) -> tuple[pydantic.BaseModel, list[Task]]:
         raise ManifestError(format_errors(path, [_describe_error(e) for e in error.errors()])) from None
 
     problems = []
+    if manifest.precision not in PRECISIONS:
+        problems.append(("precision", f"unknown precision {manifest.precision!r}; valid: {', '.join(PRECISIONS)}"))
     if manifest.weights not in WEIGHT_SOURCES and not manifest.weights.endswith(".h5"):
         problems.append(("weights", f"unknown source {manifest.weights!r}; valid sources: "
                                     f"{', '.join(WEIGHT_SOURCES)}, or a path or URI of Keras' VGG19 .h5 file"))
@@ -344,9 +347,12 @@ def _make_tasks(manifest, pairs, grids) -> list[Task]:
         hyperparameters_json = json.dumps({k: float(v) for k, v in sorted(hyperparameters.items())}, sort_keys=True)
         # The id depends on the image bytes, not their names: renaming a file
         # redoes nothing, and changing a setting redoes only the tasks it affects.
-        key = json.dumps({"content": hashes[content], "style": hashes[style], "weights": manifest.weights,
-                          "image_size": image_size, "optimizer": name, "hyperparameters": hyperparameters_json,
-                          "settings": settings_json}, sort_keys=True)
+        fields = {"content": hashes[content], "style": hashes[style], "weights": manifest.weights,
+                  "image_size": image_size, "optimizer": name, "hyperparameters": hyperparameters_json,
+                  "settings": settings_json}
+        if manifest.precision != "auto":  # so that ids from before the precision field stay the same
+            fields["precision"] = manifest.precision
+        key = json.dumps(fields, sort_keys=True)
         task_id = hashlib.sha256(key.encode()).hexdigest()[:16]
         tasks[task_id] = Task(
             task_id=task_id,

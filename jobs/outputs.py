@@ -47,6 +47,7 @@ RESULTS_SCHEMA = pa.schema([
     ("style_weight", pa.float64()),
     ("tv_weight", pa.float64()),
     ("weights_source", pa.string()),  # the weights actually loaded, with the file's sha256
+    ("precision", pa.string()),  # of the VGG19 passes as run: float32 or bfloat16
     ("status", pa.string()),  # succeeded, diverged or failed
     ("timed_out", pa.bool_()),  # the time budget ended the loop before `iterations`
     ("error", pa.string()),

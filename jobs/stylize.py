@@ -201,7 +201,7 @@ def _run_on_ray(manifest, pending: list[Task], args, resources: dict) -> dict:
     results = dataset.map_batches(
         StylizeActor,
         fn_constructor_kwargs={"output": manifest.output, "weights": manifest.weights,
-                               "seed": manifest.seed, "use_gpu": gpus > 0},
+                               "seed": manifest.seed, "use_gpu": gpus > 0, "precision": manifest.precision},
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=args.cpus_per_actor,

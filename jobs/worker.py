@@ -36,19 +36,21 @@ class StylizeActor:
     bad image never stops the others.
     """
 
-    def __init__(self, output: str, weights: str, seed: int, use_gpu: bool = False):
+    def __init__(self, output: str, weights: str, seed: int, use_gpu: bool = False, precision: str = "auto"):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self.device = configure_tensorflow(use_gpu)
 
+        from stylecore.features import resolve_precision
         from stylecore.weights import load_weights
 
         start = time.perf_counter()
         self.weights = load_weights(weights, seed=seed)
+        self.precision = resolve_precision(precision)
         self.extractors = {}  # (content layers, style layers) -> FeatureExtractor
         self.store = OutputStore(output)
         self.node_id = _node_id()
-        logger.info("Actor ready on %s (node %s) with weights %s in %.1f s",
-                    self.device, self.node_id, self.weights.source, time.perf_counter() - start)
+        logger.info("Actor ready on %s (node %s) with weights %s, %s VGG19 passes, in %.1f s",
+                    self.device, self.node_id, self.weights.source, self.precision, time.perf_counter() - start)
 
     def __call__(self, batch: dict) -> dict:
         """Run each row's group of tasks (a JSON list in the `tasks` column); returns one summary row per task."""
@@ -63,7 +65,7 @@ class StylizeActor:
 
         key = (settings.content_layers, settings.style_layers)
         if key not in self.extractors:
-            self.extractors[key] = FeatureExtractor(self.weights, *key)
+            self.extractors[key] = FeatureExtractor(self.weights, *key, precision=self.precision)
         return self.extractors[key]
 
     def run_group(self, tasks: list[Task]) -> list[dict]:
@@ -128,6 +130,7 @@ class StylizeActor:
             "learning_rate": json.loads(task.hyperparameters).get("learning_rate"),
             **{k: settings[k] for k in ("iterations", "seed", "content_weight", "style_weight", "tv_weight")},
             "weights_source": self.weights.source,
+            "precision": self.precision,
             "device": self.device,
             "node_id": self.node_id,
         }

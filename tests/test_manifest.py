@@ -87,7 +87,7 @@ def test_unknown_top_level_field_rejected(tmp_path, image_files):
     with pytest.raises(ManifestError) as error:
         load_manifest(write_manifest(tmp_path, body))
     message = str(error.value)
-    assert "colour: unknown field; valid fields: output, weights, image_size, pairs, optimizers" in message
+    assert "colour: unknown field; valid fields: output, weights, precision, image_size, pairs, optimizers" in message
 
 
 def test_semantic_problems_reported_together(tmp_path, image_files):
