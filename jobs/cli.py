@@ -15,6 +15,7 @@ import typing
 
 from stylecore import optim
 from stylecore.features import PRECISIONS
+from stylecore.losses import default_style_layer_weights
 from stylecore.images import DEFAULT_MAX_SIZE_PX
 from stylecore.transfer import TransferSettings
 from stylecore.weights import WEIGHT_SOURCES
@@ -102,7 +103,11 @@ def _add_setting_option(parser, field) -> None:
     else:
         convert = base if base in (int, float, str) else float
         shown = default
-    parser.add_argument(flag, dest=field.name, type=convert, default=default, help=f"{SETTING_HELP.get(field.name, field.name)} (default: {shown})")
+    if field.name == "style_layer_weights":
+        # Filled in from the number of style layers when not given.
+        default, shown = None, "1,2,...,n for n style layers"
+    parser.add_argument(flag, dest=field.name, type=convert, default=default,
+                        help=f"{SETTING_HELP.get(field.name, field.name)} (default: {shown})")
 
 
 def run_one(args) -> int:
@@ -117,7 +122,10 @@ def run_one(args) -> int:
 
     hyperparameters = {k[3:]: v for k, v in vars(args).items() if k.startswith("hp_") and v is not None}
     try:
-        settings = TransferSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TransferSettings)})
+        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TransferSettings)}
+        if values["style_layer_weights"] is None:
+            values["style_layer_weights"] = default_style_layer_weights(len(values["style_layers"]))
+        settings = TransferSettings(**values)
         for key, value in hyperparameters.items():
             message = optim.check_hyperparameter(key, value)
             if message:

@@ -21,7 +21,7 @@ import pyarrow.fs as pafs
 import pydantic
 import yaml
 
-from stylecore import optim
+from stylecore import losses, optim
 from stylecore.features import PRECISIONS, VGG19_LAYER_NAMES
 from stylecore.images import DEFAULT_MAX_SIZE_PX
 from stylecore.transfer import TransferSettings
@@ -216,7 +216,11 @@ def _expand_pairs(manifest, base: Path, problems) -> list[tuple[str, str, int, T
     for index, spec in enumerate(manifest.pairs):
         where = f"pairs[{index}]"
         overrides = {name: getattr(spec, name) for name in SETTINGS_FIELDS if getattr(spec, name) is not None}
-        settings = _check_settings({**defaults, **overrides}, where if overrides else None, problems)
+        values = {**defaults, **overrides}
+        if "style_layer_weights" not in manifest.model_fields_set and "style_layer_weights" not in overrides:
+            # Weights nobody gave follow the style layers, however many there are.
+            values["style_layer_weights"] = list(losses.default_style_layer_weights(len(values["style_layers"])))
+        settings = _check_settings(values, where if overrides else None, problems)
         contents = _resolve_images(spec.content, base, f"{where}.content", problems)
         styles = _resolve_images(spec.style, base, f"{where}.style", problems)
         image_size = spec.image_size or manifest.image_size

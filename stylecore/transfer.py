@@ -68,6 +68,9 @@ class TransferSettings:
             problems.append(f"iterations must be at least 1, got {self.iterations!r}")
         if self.time_budget_s is not None and not self.time_budget_s > 0:
             problems.append(f"time_budget_s must be positive or None for no limit, got {self.time_budget_s!r}")
+        if len(self.style_layer_weights) != len(self.style_layers):
+            problems.append(f"{len(self.style_layer_weights)} style_layer_weights for {len(self.style_layers)} "
+                            "style_layers; give one weight per style layer")
         if self.tv_weight < 0:
             problems.append(f"tv_weight must be at least 0, got {self.tv_weight!r}")
         if self.steps_per_call < 1:

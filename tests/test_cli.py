@@ -46,6 +46,7 @@ def test_one_bad_inputs_exit_2_with_one_line(tmp_path, image_files, capsys):
         ((str(contents[0]), str(styles[0]), "--learning-rate", "-1"), "--learning-rate must be in (0, inf)"),
         ((str(contents[0]), str(styles[0]), "--style-layers", "block9_conv1"), "block9_conv1"),
         ((str(contents[0]), str(styles[0]), "--init", "zeros"), "init must be one of"),
+        ((str(contents[0]), str(styles[0]), "--style-layer-weights", "1,1"), "2 style_layer_weights for 5 style_layers"),
     ]
     for arguments, expected in cases:
         status = cli.main(["one", *arguments, "-o", str(tmp_path / "out.png"), "--weights", "random",
@@ -64,3 +65,12 @@ def test_one_missing_file_no_traceback(tmp_path, image_files):
     assert completed.returncode == 2
     assert "Traceback" not in completed.stderr
     assert f"stylize: error: {tmp_path / 'missing.png'}" in completed.stderr
+
+
+def test_one_fewer_style_layers_gets_matching_weights(tmp_path, image_files, capsys):
+    contents, styles = image_files
+    output = tmp_path / "out.png"
+    status = cli.main(["one", str(contents[0]), str(styles[0]), "-o", str(output), "--weights", "random",
+                       "--image-size", "32", "--iterations", "1", "--style-layers", "block1_conv1,block2_conv1"])
+    assert status == 0, capsys.readouterr().err
+    assert output.is_file()

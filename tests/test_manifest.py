@@ -218,6 +218,7 @@ def test_unknown_layer_and_weight_count_rejected(tmp_path, image_files):
           - content: {contents[0].name}
             style: {styles[0].name}
             style_layers: [block1_conv1]
+            style_layer_weights: [1, 2]
         optimizers:
           - name: adam
     """
@@ -225,7 +226,26 @@ def test_unknown_layer_and_weight_count_rejected(tmp_path, image_files):
         load_manifest(write_manifest(tmp_path, body))
     message = str(error.value)
     assert "pairs[0].content_layers: unknown VGG19 layer block6_conv1; valid layers: block1_conv1" in message
-    assert "pairs[0].style_layer_weights: 5 weights for 1 style layers" in message
+    assert "pairs[0].style_layer_weights: 2 weights for 1 style layers" in message
+
+
+def test_style_layer_weights_follow_layer_count(tmp_path, image_files):
+    contents, styles = image_files
+    body = f"""
+        output: out
+        style_layers: [block1_conv1, block2_conv1]
+        pairs:
+          - content: {contents[0].name}
+            style: {styles[0].name}
+          - content: {contents[1].name}
+            style: {styles[0].name}
+            style_layers: [block1_conv1, block2_conv1, block3_conv1]
+        optimizers:
+          - name: adam
+    """
+    _, tasks = load_manifest(write_manifest(tmp_path, body))
+    weights = sorted(t.transfer_settings().style_layer_weights for t in tasks)
+    assert weights == [(1.0, 2.0), (1.0, 2.0, 3.0)]
 
 
 def test_same_file_twice_gives_one_task(tmp_path, image_files):
