@@ -132,8 +132,21 @@ def load_manifest(path: str | Path) -> tuple[pydantic.BaseModel, list[Task]]:
     if problems:
         raise ManifestError(format_errors(path, problems))
 
-    manifest = manifest.model_copy(update={"output": resolve_output(manifest.output, path.parent)})
+    pairs_absolute = [spec.model_copy(update={"content": _absolute(spec.content, path.parent),
+                                              "style": _absolute(spec.style, path.parent)})
+                      for spec in manifest.pairs]
+    manifest = manifest.model_copy(update={"output": resolve_output(manifest.output, path.parent),
+                                           "pairs": pairs_absolute})
     return manifest, _make_tasks(manifest, pairs, grids)
+
+
+def _absolute(value, base: Path):
+    """Make local relative sources absolute, so that the resolved manifest runs from any folder."""
+    if isinstance(value, list):
+        return [_absolute(item, base) for item in value]
+    if "://" in value or Path(value).is_absolute():
+        return value
+    return str(base.resolve() / value)
 
 
 def read_yaml_mapping(path: Path) -> dict:

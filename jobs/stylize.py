@@ -108,11 +108,30 @@ def _run(manifest, tasks: list[Task], args) -> int:
     record.finish(store)
     _write_report(manifest.output)
 
-    counts = record.counts
-    logger.info("Done in %.1f s: %s; output %s", time.perf_counter() - start,
-                ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing to run",
-                manifest.output)
-    return EXIT_TASK_FAILED if counts.get("failed", 0) else 0
+    # The exit status covers every task of the manifest, so a rerun of a run
+    # with failed tasks still reports them instead of exiting 0.
+    manifest_counts = _status_counts(store, {t.task_id for t in tasks})
+    logger.info("Done in %.1f s: this run %s; all %d task(s) of the manifest: %s; output %s",
+                time.perf_counter() - start, _format_counts(record.counts) or "ran nothing", len(tasks),
+                _format_counts(manifest_counts), manifest.output)
+    if manifest_counts.get("failed"):
+        logger.warning("%d task(s) failed; their results rows hold the errors. A failed task is not retried while "
+                       "its images are unchanged: fix or replace the files and rerun.", manifest_counts["failed"])
+        return EXIT_TASK_FAILED
+    return 0
+
+
+def _status_counts(store: OutputStore, task_ids: set[str]) -> dict[str, int]:
+    table = store.read_table("results", columns=["task_id", "status"])
+    counts: dict[str, int] = {}
+    for task_id, status in zip(table.column("task_id").to_pylist(), table.column("status").to_pylist()):
+        if task_id in task_ids:
+            counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+def _format_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
 def _write_report(output: str) -> None:
@@ -206,9 +225,9 @@ def _run_on_ray(manifest, pending: list[Task], args, resources: dict) -> dict:
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=args.cpus_per_actor,
         num_gpus=gpus,
-        # A killed actor process is restarted and its unfinished task retried.
-        max_restarts=3,
-        max_task_retries=3,
+        # Ray Data restarts a killed actor process and retries its unfinished
+        # call by default (max_restarts and max_task_retries -1 in Ray 2.60).
+        # NOTE: an actor that dies on every attempt, say out of memory, is retried without end.
     )
 
     counts: dict[str, int] = {}
@@ -216,9 +235,9 @@ def _run_on_ray(manifest, pending: list[Task], args, resources: dict) -> dict:
     for row in results.iter_rows():
         counts[row["status"]] = counts.get(row["status"], 0) + 1
         done += 1
-        logger.info("Task %s %s: %d iterations, best loss %.4g, %.1f s%s", row["task_id"], row["status"],
-                    row["iterations_run"], row["best_loss"], row["wall_s"],
-                    f" ({row['error']})" if row["error"] else "")
+        level = logging.WARNING if row["status"] == "failed" else logging.INFO
+        logger.log(level, "Task %s %s: %d iterations, best loss %.4g, %.1f s%s", row["task_id"], row["status"],
+                   row["iterations_run"], row["best_loss"], row["wall_s"], f" ({row['error']})" if row["error"] else "")
         now = time.perf_counter()
         if now - last_report >= PROGRESS_INTERVAL_S or done == len(pending):
             rate = done / (now - start)

@@ -59,6 +59,7 @@ def test_job_writes_one_row_per_task_and_iteration(local_ray, tmp_path, image_fi
     resolved = yaml.safe_load((tmp_path / "out" / "manifest.resolved.yaml").read_text())
     assert resolved["output"] == str(tmp_path / "out")
     assert resolved["style_layers"][0] == "block1_conv1"
+    assert resolved["pairs"][0]["content"] == [str(contents[0]), str(contents[1])]
 
     assert verify.verify(str(tmp_path / "out"))[0] == []
 
@@ -93,6 +94,9 @@ def test_job_bad_image_fails_alone(local_ray, tmp_path, image_files):
     assert failed["status"] == "failed"
     assert "broken.png" in failed["error"]
     assert failed["image_uri"] is None
+
+    # A rerun runs nothing, but still reports the failed task through its exit status.
+    assert stylize.main([str(path)]) == 1
 
 
 def test_job_invalid_manifest_exits_2(tmp_path, caplog):
