@@ -30,13 +30,13 @@ from jobs.worker import StylizeActor
 
 logger = logging.getLogger("jobs.stylize")
 
-# Ray Data needs a CPU for its own work beside the actors; without one the
+# Ray Data needs a CPU for its own work beside the actors. Without one, the
 # pipeline waits forever on a machine whose CPUs all belong to actors.
 RESERVED_CPUS = 1
 PROGRESS_INTERVAL_S = 30.0
-# Batched tasks cost about 1.8 KB of actor memory per pixel on CPU (from the
-# grid benchmark: 8 images of 256 px took 1.8 GiB against 1.0 GiB for one);
-# 2**21 pixels is 8 images of 512 px, 2 of 1024 px.
+# Batched tasks cost about 1.8 KB of actor memory per pixel on CPU. In the
+# grid benchmark, 8 images of 256 px took 1.8 GiB against 1.0 GiB for one.
+# 2**21 pixels is 8 images of 512 px, or 2 of 1024 px.
 MAX_BATCH_PIXELS = 2**21
 DEFAULT_MAX_BATCH = 8
 BATCHED_OPTIMIZERS = ("adam", "gd", "adagrad")
@@ -81,7 +81,7 @@ def run(manifest, tasks: list[Task], args) -> int:
 
 
 def _root_message(error: Exception) -> str:
-    """The innermost error's message: Ray wraps a worker's exception in its own, with a traceback."""
+    """Return the innermost error's message, since Ray wraps a worker's exception in its own with a traceback."""
     cause = getattr(error, "cause", None) or error.__cause__
     if isinstance(cause, Exception) and cause is not error:
         return _root_message(cause)

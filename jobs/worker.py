@@ -60,7 +60,7 @@ class StylizeActor:
         return {key: np.array([s[key] for s in summaries]) for key in summaries[0]}
 
     def extractor(self, settings):
-        """The feature extractor for `settings`' layers, built on first use."""
+        """Return the feature extractor of `settings`' layers and precision, built on first use."""
         from stylecore.features import FeatureExtractor
 
         key = (settings.content_layers, settings.style_layers)

@@ -1,8 +1,9 @@
 """A frozen VGG19 that returns the activations of the content and style layers.
 
 Input: 1 x H x W x 3 float32 (or B x H x W x 3), BGR with the ImageNet mean
-subtracted, as `stylecore.images.preprocess` returns; any height and width of
-at least 32 pixels, since the five pooling layers halve the size each time.
+subtracted, as `stylecore.images.preprocess` returns. Height and width
+must be at least 16 pixels for the default layers, because four pooling
+layers come before block5_conv2, and 32 pixels when block5_pool is used.
 Output: the listed layers' activations, each B x h x w x channels float32.
 """
 

@@ -18,7 +18,7 @@ DEFAULT_STYLE_LAYER_WEIGHTS = (1.0, 2.0, 3.0, 4.0, 5.0)
 
 
 def default_style_layer_weights(count: int) -> tuple[float, ...]:
-    """The default weights for `count` style layers: 1, 2, ..., count, as for the five default layers."""
+    """Return the default weights of `count` style layers: 1, 2, ..., count, as for the five default layers."""
     return tuple(float(i) for i in range(1, count + 1))
 
 
