@@ -72,7 +72,8 @@ def _add_one_parser(commands) -> None:
     one = commands.add_parser("one", help="stylize one content image with one style image")
     one.add_argument("content", help="content image: a path or a file:// URI")
     one.add_argument("style", help="style image: a path or a file:// URI")
-    one.add_argument("-o", "--output", required=True, help="where to write the stylized PNG")
+    one.add_argument("-o", "--output", required=True,
+                     help="where to write the stylized image; the extension picks the format (.png, .jpg, ...)")
     one.add_argument("--image-size", type=int, default=DEFAULT_MAX_SIZE_PX,
                      help=f"longer side of the result in pixels (default {DEFAULT_MAX_SIZE_PX})")
     one.add_argument("--weights", default="auto", help=f"VGG19 weights: {', '.join(WEIGHT_SOURCES)}, or a path or URI of Keras' .h5 file (default auto)")
@@ -89,7 +90,7 @@ def _add_one_parser(commands) -> None:
     for key in hyperparameters:
         defaults = {name: optim.hyperparameter_defaults(name).get(key) for name in optim.OPTIMIZERS}
         shown = ", ".join(f"{name} {value:g}" for name, value in defaults.items() if value is not None)
-        group.add_argument(f"--{key.replace('_', '-')}", dest=f"hp_{key}", type=float, default=None,
+        group.add_argument(f"--{key.replace('_', '-')}", dest=f"hp_{key}", type=float, default=None, metavar="VALUE",
                            help=f"default: {shown}")
 
 
@@ -113,6 +114,7 @@ def _add_setting_option(parser, field) -> None:
 def run_one(args) -> int:
     """Stylize one pair with a progress bar; returns the exit status."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from PIL import Image
     from tqdm import tqdm
 
     from stylecore.features import FeatureExtractor
@@ -147,10 +149,15 @@ def run_one(args) -> int:
         result = stylize(extractor, content, style, optimizer, settings, callback=report)
 
     try:
-        with open(args.output, "wb") as file:
-            file.write(encode_png(result.image))
-    except OSError as error:
-        print(f"stylize: error: cannot write {args.output}: {error.strerror}", file=sys.stderr)
+        if args.output.lower().endswith(".png"):
+            with open(args.output, "wb") as file:
+                file.write(encode_png(result.image))
+        else:
+            # Pillow picks the format from the extension (.jpg, .webp, .tif, ...).
+            Image.fromarray(result.image).save(args.output)
+    except (OSError, ValueError) as error:
+        print(f"stylize: error: cannot write {args.output}: {getattr(error, 'strerror', None) or error}; "
+              "use a .png, .jpg, .webp or .tif file name in an existing folder", file=sys.stderr)
         return EXIT_BAD_INPUT
 
     height, width = result.image.shape[:2]

@@ -74,3 +74,16 @@ def test_one_fewer_style_layers_gets_matching_weights(tmp_path, image_files, cap
                        "--image-size", "32", "--iterations", "1", "--style-layers", "block1_conv1,block2_conv1"])
     assert status == 0, capsys.readouterr().err
     assert output.is_file()
+
+
+def test_one_output_format_follows_extension(tmp_path, image_files, capsys):
+    contents, styles = image_files
+    common = ["--weights", "random", "--image-size", "32", "--iterations", "1"]
+    output = tmp_path / "out.jpg"
+    assert cli.main(["one", str(contents[0]), str(styles[0]), "-o", str(output), *common]) == 0
+    with Image.open(output) as image:
+        assert image.format == "JPEG"
+
+    assert cli.main(["one", str(contents[0]), str(styles[0]), "-o", str(tmp_path / "out.unknown"), *common]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert errors[-1].startswith(f"stylize: error: cannot write {tmp_path / 'out.unknown'}")
