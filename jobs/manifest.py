@@ -41,7 +41,7 @@ class ManifestError(ValueError):
 
 
 def _schema_type(annotation):
-    """The pydantic type of a TransferSettings field: YAML gives lists where the dataclass holds tuples."""
+    """The pydantic type of a TransferSettings field: YAML gives lists where the dataclass stores tuples."""
     if typing.get_origin(annotation) is tuple:
         return list[typing.get_args(annotation)[0]]
     return annotation
@@ -203,23 +203,31 @@ def _expand_optimizers(specs, problems) -> list[tuple[str, dict]]:
             continue
 
         defaults = optim.hyperparameter_defaults(spec.name)
-        axes = {}
-        for key, value in (spec.model_extra or {}).items():
-            if key not in defaults:
-                problems.append((f"{where}.{key}", f"unknown field for {spec.name}; valid fields: name, {', '.join(defaults)}"))
-                continue
-            values = value if isinstance(value, list) else [value]
-            if not values:
-                problems.append((f"{where}.{key}", "empty list; give at least one value"))
-            for item in values:
-                message = optim.check_hyperparameter(key, item)
-                if message:
-                    problems.append((f"{where}.{key}", message))
-            axes[key] = values
-
-        for combination in itertools.product(*axes.values()):
-            grids.append((spec.name, {**defaults, **dict(zip(axes, combination))}))
+        grids += [(spec.name, point) for point in expand_grid(spec, defaults, where, optim.check_hyperparameter,
+                                                              problems)]
     return grids
+
+
+def expand_grid(spec, defaults: dict, where: str, check, problems) -> list[dict]:
+    """Return every point of one optimizer entry's grid: list values expand as a Cartesian product.
+
+    Fields missing from `defaults` and values that `check(key, value)`
+    rejects with a message are appended to `problems` at `where`.
+    """
+    axes = {}
+    for key, value in (spec.model_extra or {}).items():
+        if key not in defaults:
+            problems.append((f"{where}.{key}", f"unknown field for {spec.name}; valid fields: name, {', '.join(defaults)}"))
+            continue
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            problems.append((f"{where}.{key}", "empty list; give at least one value"))
+        for item in values:
+            message = check(key, item)
+            if message:
+                problems.append((f"{where}.{key}", message))
+        axes[key] = values
+    return [{**defaults, **dict(zip(axes, combination))} for combination in itertools.product(*axes.values())]
 
 
 def _expand_pairs(manifest, base: Path, problems) -> list[tuple[str, str, int, TransferSettings]]:
@@ -231,7 +239,7 @@ def _expand_pairs(manifest, base: Path, problems) -> list[tuple[str, str, int, T
         overrides = {name: getattr(spec, name) for name in SETTINGS_FIELDS if getattr(spec, name) is not None}
         values = {**defaults, **overrides}
         if "style_layer_weights" not in manifest.model_fields_set and "style_layer_weights" not in overrides:
-            # Weights nobody gave follow the style layers, however many there are.
+            # Weights the manifest does not give follow the number of style layers.
             values["style_layer_weights"] = list(losses.default_style_layer_weights(len(values["style_layers"])))
         settings = _check_settings(values, where if overrides else None, problems)
         contents = _resolve_images(spec.content, base, f"{where}.content", problems)

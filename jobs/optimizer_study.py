@@ -37,7 +37,8 @@ import pydantic
 import ray
 from matplotlib.figure import Figure
 
-from jobs.manifest import ManifestError, error_location, format_errors, read_yaml_mapping, resolve_output
+from jobs.manifest import (ManifestError, error_location, expand_grid, format_errors, read_yaml_mapping,
+                           resolve_output)
 from jobs.outputs import OutputStore
 from jobs.ray_init import cluster_resources, init_ray
 from stylecore import linear, optim
@@ -181,23 +182,7 @@ def _expand_optimizers(specs: list[tuple[int, OptimizerSpec]], problems: list) -
             continue
 
         defaults = linear.study_defaults(spec.name)
-        axes = {}
-        for key, value in (spec.model_extra or {}).items():
-            if key not in defaults:
-                problems.append((f"{where}.{key}", f"unknown field for {spec.name}; "
-                                                   f"valid fields: name, {', '.join(defaults)}"))
-                continue
-            values = value if isinstance(value, list) else [value]
-            if not values:
-                problems.append((f"{where}.{key}", "empty list; give at least one value"))
-            for item in values:
-                message = _check_value(key, item)
-                if message:
-                    problems.append((f"{where}.{key}", message))
-            axes[key] = values
-
-        for combination in itertools.product(*axes.values()):
-            grids.append((spec.name, {**defaults, **dict(zip(axes, combination))}))
+        grids += [(spec.name, point) for point in expand_grid(spec, defaults, where, _check_value, problems)]
     return grids
 
 

@@ -12,7 +12,7 @@ A worker finishes a task by writing its image, then its convergence piece,
 then its results piece; each file appears whole or not at all. The results
 piece therefore marks the task as done. Readers such as pyarrow, pandas and
 DuckDB skip folders that start with `_`, so they see only compacted parts,
-and a part never holds a task that an earlier part holds.
+and no task appears in two parts.
 """
 
 import datetime
@@ -175,7 +175,7 @@ class OutputStore:
         """Fold pending pieces into one new part per table; returns the number of tasks added.
 
         Safe to interrupt at any point: a piece is deleted only after the part
-        holding its rows exists, and pieces whose task a part already holds
+        holding its rows exists, and pieces whose task a part already contains
         are dropped rather than added twice.
         """
         finished = self.finished_task_ids()

@@ -23,5 +23,5 @@ def init_ray() -> None:
 
 
 def cluster_resources() -> dict:
-    """The cluster's total resources (CPU, GPU, memory in bytes), without per-node entries."""
+    """Return the cluster's total resources (CPU, GPU, memory in bytes), without per-node entries."""
     return {k: v for k, v in ray.cluster_resources().items() if not k.startswith("node:")}

@@ -209,7 +209,9 @@ def _versions() -> dict:
 def _run_on_ray(manifest, pending: list[Task], args, resources: dict) -> dict:
     logger.info("Cluster resources: %s", resources)
 
-    gpus = args.gpus_per_actor if args.gpus_per_actor is not None else (1.0 if resources.get("GPU", 0) else 0.0)
+    gpus = args.gpus_per_actor
+    if gpus is None:
+        gpus = 1.0 if resources.get("GPU", 0) else 0.0
     groups = group_tasks(pending, args.max_batch)
     actors = _actor_count(resources, args.cpus_per_actor, gpus, len(groups), args.max_actors)
     logger.info("Starting %d actor(s) with %g CPU and %g GPU each", actors, args.cpus_per_actor, gpus)

@@ -1,4 +1,4 @@
-"""The Ray Data actor that holds one VGG19 and stylizes task after task."""
+"""The Ray Data actor that loads one VGG19 and stylizes task after task."""
 
 import dataclasses
 import datetime

@@ -73,8 +73,8 @@ class FeatureExtractor:
     "mixed_bfloat16" policy, weights kept in float32) and the activations
     are cast back to float32, so Gram matrices and losses stay in float32.
     On this project's CPUs (AVX-512 BF16) it made an Adam update at 512 px
-    about 3 times faster with the loss within a few percent; it should pay
-    off on GPUs with bfloat16 tensor cores too. "auto" picks bfloat16 where
+    about 3 times faster with the loss within a few percent. It should pay
+    off on GPUs with bfloat16 tensor cores too, though that is unmeasured. "auto" picks bfloat16 where
     the device computes it natively.
     """
 

@@ -33,8 +33,8 @@ from stylecore.optim import Optimizer
 
 INIT_MODES = ("content", "noise", "style")
 # Clipping to valid pixels keeps the loss finite even for absurd learning
-# rates (Adam at 1e6 gives about 100 x the starting loss after one update and
-# stays there), so a loss this many times the starting loss also counts as
+# rates. Adam at 1e6 gives about 100 x the starting loss after one update and
+# stays there, so a loss this many times the starting loss also counts as
 # diverged. A run that converges never comes near it.
 DIVERGENCE_FACTOR = 100.0
 

