@@ -36,6 +36,9 @@ SETTING_HELP = {
     "init": "initial image: content, noise or style",
     "seed": "random seed for noise initialization and random weights",
     "steps_per_call": "optimizer updates per TensorFlow call; the time budget and progress act once per call",
+    "coarse_sizes": "comma-separated longer sides in pixels to optimize at first, smallest first, each starting from "
+                    "the previous result upscaled (coarse to fine)",
+    "coarse_iterations": "optimizer steps at each coarse size",
 }
 
 

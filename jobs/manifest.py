@@ -245,6 +245,11 @@ def _expand_pairs(manifest, base: Path, problems) -> list[tuple[str, str, int, T
         contents = _resolve_images(spec.content, base, f"{where}.content", problems)
         styles = _resolve_images(spec.style, base, f"{where}.style", problems)
         image_size = spec.image_size or manifest.image_size
+        if settings is not None and settings.coarse_sizes and settings.coarse_sizes[-1] >= image_size:
+            field = f"{where}.coarse_sizes" if "coarse_sizes" in overrides or spec.image_size else "coarse_sizes"
+            problems.append((field, f"{list(settings.coarse_sizes)} reaches the image size {image_size} px; "
+                                    "give coarse sizes below it"))
+            settings = None
         if settings is not None:
             expanded += [(c, s, image_size, settings) for c, s in itertools.product(contents, styles)]
     return expanded

@@ -75,6 +75,7 @@ CONVERGENCE_SCHEMA = pa.schema([
     ("content_loss", pa.float64()),
     ("tv_loss", pa.float64()),
     ("elapsed_s", pa.float64()),
+    ("size_px", pa.int32()),
 ])
 
 TABLES = {"results": RESULTS_SCHEMA, "convergence": CONVERGENCE_SCHEMA}

@@ -4,7 +4,9 @@ Input: 1 x H x W x 3 float32 (or B x H x W x 3), BGR with the ImageNet mean
 subtracted, as `stylecore.images.preprocess` returns. Height and width
 must be at least 16 pixels for the default layers, because four pooling
 layers come before block5_conv2, and 32 pixels when block5_pool is used.
-Output: the listed layers' activations, each B x h x w x channels float32.
+Output: the listed layers' activations, each B x h x w x channels, in
+float32, or in bfloat16 for precision "bfloat16" (the losses compute in
+float32 from either).
 """
 
 import keras
@@ -71,7 +73,8 @@ class FeatureExtractor:
 
     With precision "bfloat16" the convolutions compute in bfloat16 (Keras'
     "mixed_bfloat16" policy, weights kept in float32) and the activations
-    are cast back to float32, so Gram matrices and losses stay in float32.
+    come back in bfloat16; `stylecore.losses` computes the Gram matrices and
+    losses from them in float32.
     On this project's CPUs (AVX-512 BF16) it made an Adam update at 512 px
     about 3 times faster with the loss within a few percent. It should pay
     off on GPUs with bfloat16 tensor cores too, though that is unmeasured. "auto" picks bfloat16 where
@@ -107,6 +110,5 @@ class FeatureExtractor:
         activations = self.model(image, training=False)
         if not isinstance(activations, (list, tuple)):  # Keras returns a bare tensor for a single output
             activations = [activations]
-        activations = [tf.cast(a, tf.float32) for a in activations]
         count = len(self.content_layers)
         return activations[:count], activations[count:]

@@ -1,7 +1,8 @@
 """Content, style, total variation and total losses of Gatys et al., "A Neural Algorithm of Artistic Style" (2015).
 
-Activations are float32 tensors, B x H x W x C (or H x W x C); Gram
-matrices are C x C (or B x C x C). The total variation loss reads the
+Activations are B x H x W x C (or H x W x C) tensors in float32, or in
+bfloat16 as a bfloat16 FeatureExtractor returns them; every loss and Gram
+matrix is float32. Gram matrices are C x C (or B x C x C). The total variation loss reads the
 optimized image itself, in VGG19 input space (pixel values on the 0-255
 scale, mean subtracted).
 """
@@ -23,13 +24,16 @@ def default_style_layer_weights(count: int) -> tuple[float, ...]:
 
 
 def gram_matrix(features: tf.Tensor) -> tf.Tensor:
-    """Return FᵀF divided by the number of positions, per image.
+    """Return FᵀF divided by the number of positions, per image, as float32.
 
-    Accepts H x W x C, B x H x W x C, or N x C (N positions). Departure from
+    Accepts H x W x C, B x H x W x C, or N x C (N positions), in float32 or
+    in bfloat16 as a bfloat16 FeatureExtractor returns them. Departure from
     the paper, which leaves the Gram matrix unnormalized: dividing by the
     number of positions makes the style loss independent of the image size.
     """
-    features = tf.convert_to_tensor(features, tf.float32)
+    features = tf.convert_to_tensor(features)
+    if features.dtype != tf.bfloat16:
+        features = tf.cast(features, tf.float32)
     rank = features.shape.rank
     if rank == 2:
         flat = features[tf.newaxis]
@@ -40,14 +44,34 @@ def gram_matrix(features: tf.Tensor) -> tf.Tensor:
     else:
         raise ValueError(f"gram_matrix expects N x C, H x W x C or B x H x W x C features, got rank {rank}")
 
-    positions = tf.cast(tf.shape(flat)[1], tf.float32)
-    gram = tf.matmul(flat, flat, transpose_a=True) / positions
+    gram = _batched_gram(flat)
     return gram if rank == 4 else gram[0]
+
+
+@tf.custom_gradient
+def _batched_gram(flat):
+    """B x N x C features to B x C x C float32 Gram matrices, with a gradient that costs one product, not two.
+
+    The product is computed in float32. Its gradient, F (dG + dGᵀ) / N, is
+    computed in the features' own dtype: for bfloat16 features that is what
+    the layer below receives anyway, and it halves the cost on hardware with
+    bfloat16 arithmetic. Left to autodiff, the gradient takes one product per
+    factor, each over the N positions.
+    """
+    positions = tf.cast(tf.shape(flat)[1], tf.float32)
+    wide = tf.cast(flat, tf.float32)
+    gram = tf.matmul(wide, wide, transpose_a=True) / positions
+
+    def gradient(upstream):
+        symmetric = (upstream + tf.linalg.matrix_transpose(upstream)) / positions
+        return tf.matmul(flat, tf.cast(symmetric, flat.dtype))
+
+    return gram, gradient
 
 
 def content_loss(generated_features: tf.Tensor, target_features: tf.Tensor) -> tf.Tensor:
     """Mean squared difference of two activations, per image when batched (B x H x W x C gives B values)."""
-    squared = tf.square(generated_features - target_features)
+    squared = tf.square(tf.cast(generated_features, tf.float32) - tf.cast(target_features, tf.float32))
     if squared.shape.rank == 4:
         return tf.reduce_mean(squared, axis=[1, 2, 3])
     return tf.reduce_mean(squared)
@@ -114,7 +138,8 @@ def total_loss(
     style = tf.add_n([w * style_loss(f, g) for w, f, g in zip(style_layer_weights, style_features, style_grams)])
     content = tf.add_n([content_loss(f, t) for f, t in zip(content_features, content_targets)])
     content = content / len(content_features)
-    tv = total_variation_loss(image) if image is not None else tf.zeros_like(content)
+    # Skipped at weight 0, where it would only add a pass over the image and its gradient.
+    tv = total_variation_loss(image) if image is not None and tv_weight != 0 else tf.zeros_like(content)
 
     style = style_weight * style
     content = content_weight * content

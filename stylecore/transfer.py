@@ -8,6 +8,12 @@ pair at once, one per optimizer configuration, so one VGG19 pass computes
 all B gradients. Iteration i records the losses of the image before the i-th
 update, so iteration 0 is the initial image.
 
+With `settings.coarse_sizes`, the loop first optimizes at those smaller
+sizes (longer side in pixels, content and style scaled alike), each level
+starting from the previous level's best image upscaled, and ends at the
+content image's own size. Iterations are numbered across the levels; the
+best image and loss come from the last, full-size level.
+
 The loop runs up to `settings.steps_per_call` updates inside one
 `tf.function` call and fetches their losses in one transfer. The time budget
 and callbacks act once per call, and the first call runs one update.
@@ -28,7 +34,7 @@ import tensorflow as tf
 
 from stylecore import losses
 from stylecore.features import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, FeatureExtractor
-from stylecore.images import IMAGENET_MEAN_BGR, deprocess, preprocess
+from stylecore.images import IMAGENET_MEAN_BGR, MIN_SIZE_PX, deprocess, preprocess
 from stylecore.optim import Optimizer
 
 INIT_MODES = ("content", "noise", "style")
@@ -59,6 +65,10 @@ class TransferSettings:
     # budget by up to this many steps and deliver callbacks in bursts. 1 by default because 10 measured no
     # faster on a 2-core CPU, even at 128 px (BENCHMARKS.md). NOTE: untested on a GPU, where it should help.
     steps_per_call: int = 1
+    # Coarse to fine: longer sides in pixels of smaller passes run first, increasing, each below the final
+    # size; each level starts from the previous one's best image upscaled. Empty: one pass at full size.
+    coarse_sizes: tuple[int, ...] = ()
+    coarse_iterations: int = 100  # optimizer steps at each coarse size
 
     def __post_init__(self):
         problems = []
@@ -75,6 +85,11 @@ class TransferSettings:
             problems.append(f"tv_weight must be at least 0, got {self.tv_weight!r}")
         if self.steps_per_call < 1:
             problems.append(f"steps_per_call must be at least 1, got {self.steps_per_call!r}")
+        sizes = list(self.coarse_sizes)
+        if any(size < MIN_SIZE_PX for size in sizes) or sizes != sorted(set(sizes)):
+            problems.append(f"coarse_sizes must be increasing sizes of at least {MIN_SIZE_PX} px, got {sizes!r}")
+        if self.coarse_iterations < 1:
+            problems.append(f"coarse_iterations must be at least 1, got {self.coarse_iterations!r}")
         if problems:
             raise ValueError("invalid transfer settings: " + "; ".join(problems))
 
@@ -90,6 +105,7 @@ class IterationRecord:
     tv_loss: float
     # NOTE: within one tf.function call of several steps, the call's time is spread evenly over its steps.
     elapsed_s: float
+    size_px: int  # longer side of the image optimized: a coarse size or the full size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,12 +114,12 @@ class StylizeResult:
 
     image: np.ndarray  # uint8 RGB, H x W x 3
     history: list[IterationRecord]
-    best_loss: float
+    best_loss: float  # of the full-size level
     best_iteration: int
     final_loss: float
-    iterations: int  # updates run
+    iterations: int  # updates run, coarse levels included
     status: str  # "succeeded", "timed_out" or "diverged"
-    seconds_per_iteration: float  # median, excluding iteration 0, which includes tracing
+    seconds_per_iteration: float  # median at full size, excluding the level's first call, which includes tracing
 
 
 class _Targets(NamedTuple):
@@ -202,22 +218,92 @@ def batch_optimizer(optimizers: Sequence[Optimizer]) -> Optimizer:
 
 def _optimize(extractor, content_rgb, style_rgb, optimizer, batch_size, settings, callback) -> list[StylizeResult]:
     tf.random.set_seed(settings.seed)
-    targets = _build_targets(extractor, content_rgb, style_rgb)
+    levels = _levels(content_rgb, style_rgb, settings)
+    start_s = time.perf_counter()
+    histories = [[] for _ in range(batch_size)]
+    statuses = [["succeeded"] * batch_size]
+    images = None  # the previous level's best images, VGG19 input space
+    done = 0
+    for level, (level_content, level_style, iterations) in enumerate(levels):
+        height, width = np.shape(level_content)[:2]
+        if images is None:
+            initial = np.repeat(_initial_image(level_content, level_style, settings), batch_size, axis=0)
+        else:
+            initial = _upscale(images, height, width)
+        # An image that diverged at a coarser level stays diverged: it is carried along but no longer recorded.
+        diverged = [_worst(level_statuses[i] for level_statuses in statuses) == "diverged" for i in range(batch_size)]
+        state = _new_state(initial, diverged)
+        optimizer.build(state.image)
+        targets = _build_targets(extractor, level_content, level_style)
+        run_steps = _make_run_steps(_make_step(extractor, optimizer, settings, targets, state), batch_size)
+        level_histories, level_statuses, steps = _run_loop(run_steps, batch_size, iterations, settings, start_s, done,
+                                                           max(height, width), diverged, callback)
+        for history, records in zip(histories, level_histories):
+            history += records
+        statuses.append(level_statuses)
+        done += steps
+        images = state.best_image.numpy()
+        if "timed_out" in level_statuses and level < len(levels) - 1:
+            # Straight to full size: its first call runs even out of time, so the result has the full size.
+            levels[level + 1:-1] = []
 
-    initial = np.repeat(_initial_image(content_rgb, style_rgb, settings), batch_size, axis=0)
-    state = _State(
+    final_size_px = max(np.shape(content_rgb)[:2])
+    return [
+        _result(histories[i], images[i:i + 1], _worst(level_statuses[i] for level_statuses in statuses), final_size_px)
+        for i in range(batch_size)
+    ]
+
+
+def _levels(content_rgb, style_rgb, settings) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """Return (content, style, iterations) per level: the coarse sizes, content and style scaled alike, then full size."""
+    height, width = np.shape(content_rgb)[:2]
+    full_px = max(height, width)
+    levels = []
+    for size_px in settings.coarse_sizes:
+        if size_px >= full_px:
+            raise ValueError(f"coarse size {size_px} px is not below the content image's longer side of {full_px} px; "
+                             "give coarse_sizes smaller than the image size")
+        scale = size_px / full_px
+        content, style = _rescale(content_rgb, scale), _rescale(style_rgb, scale)
+        smallest = min(*np.shape(content)[:2], *np.shape(style)[:2])
+        if smallest < MIN_SIZE_PX:
+            raise ValueError(f"coarse size {size_px} px scales the content or style image to {smallest} px on one "
+                             f"side, below the {MIN_SIZE_PX} px VGG19 needs; raise or drop that coarse size")
+        levels.append((content, style, settings.coarse_iterations))
+    return levels + [(content_rgb, style_rgb, settings.iterations)]
+
+
+def _rescale(rgb, scale: float) -> np.ndarray:
+    """Resize an RGB image by `scale`, antialiased, keeping values 0-255 as float32."""
+    height, width = np.shape(rgb)[:2]
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return tf.image.resize(np.asarray(rgb, np.float32), size, method="bilinear", antialias=True).numpy()
+
+
+def _upscale(images, height: int, width: int) -> np.ndarray:
+    """Resize B x h x w x 3 images in VGG19 input space to height x width, clipped to valid pixels."""
+    resized = tf.image.resize(images, (height, width), method="bicubic")
+    return tf.clip_by_value(resized, -IMAGENET_MEAN_BGR, 255.0 - IMAGENET_MEAN_BGR).numpy()
+
+
+def _new_state(initial, diverged) -> _State:
+    batch_size = len(initial)
+    return _State(
         image=tf.Variable(initial, name="stylized_image"),
         best_image=tf.Variable(initial, trainable=False),
         best_loss=tf.Variable(tf.fill([batch_size], np.inf), trainable=False),
-        diverged=tf.Variable(tf.zeros([batch_size], tf.bool), trainable=False),
+        diverged=tf.Variable(diverged, dtype=tf.bool, trainable=False),
         initial_loss=tf.Variable(tf.fill([batch_size], np.inf), trainable=False),
     )
-    optimizer.build(state.image)
 
-    run_steps = _make_run_steps(_make_step(extractor, optimizer, settings, targets, state), batch_size)
-    histories, statuses = _run_loop(run_steps, batch_size, settings, callback)
-    best_images = state.best_image.numpy()
-    return [_result(histories[i], best_images[i:i + 1], statuses[i]) for i in range(batch_size)]
+
+def _worst(statuses) -> str:
+    """Combine one image's statuses over the levels: diverged, else timed_out, else succeeded."""
+    statuses = set(statuses)
+    for status in ("diverged", "timed_out"):
+        if status in statuses:
+            return status
+    return "succeeded"
 
 
 def _build_targets(extractor, content_rgb, style_rgb) -> _Targets:
@@ -253,7 +339,11 @@ def _make_evaluate(extractor, settings, targets):
             )
             # The images of a batch are independent, so the gradient of the sum is each image's own gradient.
             summed = tf.reduce_sum(parts[0])
-        return parts, tape.gradient(summed, x)
+        gradient = tape.gradient(summed, x)
+        # VGG19's ReLUs can turn NaN pixels into zeros, so an image that is no longer finite gets a NaN loss here.
+        finite = tf.reduce_all(tf.math.is_finite(x), axis=[1, 2, 3])
+        total = tf.where(finite, parts[0], tf.constant(np.nan, tf.float32))
+        return (total, *parts[1:]), gradient
 
     return evaluate
 
@@ -318,20 +408,27 @@ def _make_run_steps(step, batch_size):
     return run_steps
 
 
-def _run_loop(run_steps, batch_size, settings, callback) -> tuple[list[list[IterationRecord]], list[str]]:
-    """Call `run_steps` until a budget runs out or every loss is not finite; return the histories and statuses."""
-    histories = [[] for _ in range(batch_size)]
-    statuses = ["succeeded"] * batch_size
-    start = time.perf_counter()
-    done = 0
-    while done < settings.iterations:
-        # The first call runs one step, so iteration 0 carries the tracing time and an early budget check.
-        count = 1 if done == 0 else min(settings.steps_per_call, settings.iterations - done)
-        call_start_s = time.perf_counter() - start
-        losses_per_step = run_steps(tf.constant(count)).numpy()
-        call_end_s = time.perf_counter() - start
+def _run_loop(run_steps, batch_size, iterations, settings, start_s, first_iteration, size_px, diverged,
+              callback) -> tuple[list[list[IterationRecord]], list[str], int]:
+    """Call `run_steps` until a budget runs out or every loss is not finite.
 
-        _record_call(losses_per_step, done, call_start_s, call_end_s, histories, statuses, callback)
+    The time budget counts from `start_s`, the start of the whole run, and
+    iterations are numbered from `first_iteration`. Images flagged in
+    `diverged` start out diverged. Returns the histories, the statuses and
+    the number of steps run.
+    """
+    histories = [[] for _ in range(batch_size)]
+    statuses = ["diverged" if flag else "succeeded" for flag in diverged]
+    done = 0
+    while done < iterations:
+        # The first call runs one step, so iteration 0 carries the tracing time and an early budget check.
+        count = 1 if done == 0 else min(settings.steps_per_call, iterations - done)
+        call_start_s = time.perf_counter() - start_s
+        losses_per_step = run_steps(tf.constant(count)).numpy()
+        call_end_s = time.perf_counter() - start_s
+
+        _record_call(losses_per_step, first_iteration + done, size_px, call_start_s, call_end_s, histories, statuses,
+                     callback)
         done += len(losses_per_step)
         running = [i for i, status in enumerate(statuses) if status != "diverged"]
         if not running:
@@ -340,10 +437,10 @@ def _run_loop(run_steps, batch_size, settings, callback) -> tuple[list[list[Iter
             for i in running:
                 statuses[i] = "timed_out"
             break
-    return histories, statuses
+    return histories, statuses, done
 
 
-def _record_call(losses_per_step, first_iteration, call_start_s, call_end_s, histories, statuses, callback):
+def _record_call(losses_per_step, first_iteration, size_px, call_start_s, call_end_s, histories, statuses, callback):
     """Append one call's records to the histories of the images still running and mark those that diverged."""
     steps = len(losses_per_step)
     for offset, parts in enumerate(losses_per_step):
@@ -352,7 +449,8 @@ def _record_call(losses_per_step, first_iteration, call_start_s, call_end_s, his
             if statuses[index] == "diverged":
                 continue
             total, style_part, content_part, tv_part = (float(v) for v in parts[:, index])
-            record = IterationRecord(first_iteration + offset, total, style_part, content_part, tv_part, elapsed_s)
+            record = IterationRecord(first_iteration + offset, total, style_part, content_part, tv_part, elapsed_s,
+                                     size_px)
             history.append(record)
             if callback is not None:
                 callback(index, record)
@@ -360,10 +458,12 @@ def _record_call(losses_per_step, first_iteration, call_start_s, call_end_s, his
                 statuses[index] = "diverged"
 
 
-def _result(history, best_image, status):
-    finite = [r for r in history if np.isfinite(r.total_loss)]
+def _result(history, best_image, status, final_size_px):
+    # An image that diverged at a coarse level has no full-size records; its best is then its best at any size.
+    final = [r for r in history if r.size_px == final_size_px] or history
+    finite = [r for r in final if np.isfinite(r.total_loss)]
     best = min(finite, key=lambda r: r.total_loss) if finite else None
-    steps = [b.elapsed_s - a.elapsed_s for a, b in zip(history, history[1:])]
+    steps = [b.elapsed_s - a.elapsed_s for a, b in zip(final, final[1:])]
     return StylizeResult(
         image=deprocess(best_image),
         history=history,

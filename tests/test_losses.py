@@ -45,6 +45,44 @@ def test_gram_matrix_rejects_rank_one():
         losses.gram_matrix(np.ones(5, np.float32))
 
 
+def test_gram_matrix_gradient_matches_the_analytic_one():
+    # d/dF of Σ (U ⊙ G) with G = FᵀF / N is F (U + Uᵀ) / N, per image.
+    rng = np.random.default_rng(4)
+    features = tf.constant(rng.normal(size=(2, 3, 4, 5)).astype(np.float32))
+    upstream = rng.normal(size=(2, 5, 5)).astype(np.float32)
+
+    with tf.GradientTape() as tape:
+        tape.watch(features)
+        weighted = tf.reduce_sum(losses.gram_matrix(features) * upstream)
+    gradient = tape.gradient(weighted, features).numpy()
+
+    flat = features.numpy().reshape(2, 12, 5).astype(np.float64)
+    expected = flat @ (upstream + upstream.transpose(0, 2, 1)) / 12
+    np.testing.assert_allclose(gradient.reshape(2, 12, 5), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_gram_matrix_of_bfloat16_features_is_float32_with_a_bfloat16_gradient():
+    rng = np.random.default_rng(5)
+    wide = tf.constant(rng.uniform(0, 4, size=(6, 7, 8)).astype(np.float32))
+    narrow = tf.cast(wide, tf.bfloat16)
+
+    with tf.GradientTape() as tape:
+        tape.watch(narrow)
+        gram = losses.gram_matrix(narrow)
+        loss = tf.reduce_sum(tf.square(gram))
+    gradient = tape.gradient(loss, narrow)
+
+    assert gram.dtype == tf.float32 and gradient.dtype == tf.bfloat16
+    # The product itself is exact for bfloat16 inputs; only float32 summation order differs.
+    np.testing.assert_allclose(gram.numpy(), numpy_gram(tf.cast(narrow, tf.float32).numpy()), rtol=1e-5)
+    with tf.GradientTape() as tape:
+        widened = tf.cast(narrow, tf.float32)
+        tape.watch(widened)
+        reference = tape.gradient(tf.reduce_sum(tf.square(losses.gram_matrix(widened))), widened)
+    relative = tf.norm(tf.cast(gradient, tf.float32) - reference) / tf.norm(reference)
+    assert float(relative) < 1e-2  # bfloat16 keeps about 3 significant digits
+
+
 def test_content_loss_is_mean_squared_difference():
     rng = np.random.default_rng(1)
     generated, target = rng.normal(size=(2, 2, 3, 4, 5)).astype(np.float32)

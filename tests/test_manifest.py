@@ -294,3 +294,27 @@ def test_zero_and_non_numeric_hyperparameters_rejected(tmp_path, image_files):
     message = str(error.value)
     assert "optimizers[0].learning_rate: must be in (0, inf), got 0" in message
     assert "optimizers[1].learning_rate: must be a number, got 'fast'" in message
+
+
+def test_coarse_sizes_expand_and_are_checked_against_the_image_size(tmp_path, image_files):
+    contents, styles = image_files
+    body = f"""
+        output: out
+        image_size: 64
+        coarse_sizes: [32]
+        coarse_iterations: 5
+        pairs:
+          - content: {contents[0].name}
+            style: {styles[0].name}
+          - content: {contents[1].name}
+            style: {styles[0].name}
+            image_size: 32
+        optimizers:
+          - name: adam
+    """
+    with pytest.raises(ManifestError, match=r"pairs\[1\]\.coarse_sizes: \[32\] reaches the image size 32 px"):
+        load_manifest(write_manifest(tmp_path, body))
+
+    _, tasks = load_manifest(write_manifest(tmp_path, body.replace("image_size: 32", "image_size: 48")))
+    settings = [t.transfer_settings() for t in tasks]
+    assert [(s.coarse_sizes, s.coarse_iterations) for s in settings] == [((32,), 5), ((32,), 5)]

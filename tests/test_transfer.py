@@ -39,7 +39,7 @@ def test_history_fields_and_callback(extractor):
     assert seen == result.history
     assert [r.iteration for r in result.history] == [0, 1, 2]
     assert [f.name for f in dataclasses.fields(IterationRecord)] == [
-        "iteration", "total_loss", "style_loss", "content_loss", "tv_loss", "elapsed_s",
+        "iteration", "total_loss", "style_loss", "content_loss", "tv_loss", "elapsed_s", "size_px",
     ]
     for record in result.history:
         assert record.total_loss == pytest.approx(record.style_loss + record.content_loss + record.tv_loss, rel=1e-5)
@@ -180,8 +180,58 @@ def test_lbfgs_in_loop_lowers_loss(extractor):
         ("time_budget_s", 0.0, "time_budget_s must be positive or None for no limit, got 0.0"),
         ("tv_weight", -1.0, "tv_weight must be at least 0, got -1.0"),
         ("steps_per_call", 0, "steps_per_call must be at least 1, got 0"),
+        ("coarse_sizes", (20, 20), r"coarse_sizes must be increasing sizes of at least 16 px, got \[20, 20\]"),
+        ("coarse_sizes", (8,), r"coarse_sizes must be increasing sizes of at least 16 px, got \[8\]"),
+        ("coarse_iterations", 0, "coarse_iterations must be at least 1, got 0"),
     ],
 )
 def test_invalid_settings_message(field, value, message):
     with pytest.raises(ValueError, match=message):
         TransferSettings(**{field: value})
+
+
+def test_coarse_to_fine_runs_each_size_then_full_size(extractor):
+    seen = []
+    result = run(extractor, iterations=2, coarse_sizes=(20, 28), coarse_iterations=3, callback=seen.append)
+
+    assert seen == result.history
+    assert [r.iteration for r in result.history] == list(range(8))
+    assert [r.size_px for r in result.history] == [20] * 3 + [28] * 3 + [40] * 2
+    assert result.status == "succeeded"
+    assert result.iterations == 8
+    assert result.image.shape == (32, 40, 3)
+    # The best comes from the full-size level, whose losses are on the full image.
+    assert result.best_iteration in (6, 7)
+    assert result.best_loss == min(r.total_loss for r in result.history[6:])
+
+
+def test_coarse_to_fine_starts_full_size_from_the_upscaled_result(extractor):
+    plain = run(extractor, iterations=1, optimizer=optim.Adam(learning_rate=20.0))
+    coarse = run(extractor, iterations=1, optimizer=optim.Adam(learning_rate=20.0), coarse_sizes=(20,),
+                 coarse_iterations=4)
+
+    # Iteration 0 of a plain run is the content image; the coarse run's first full-size image is not.
+    assert coarse.history[-1].size_px == 40
+    assert coarse.history[-1].content_loss > 10 * max(plain.history[0].content_loss, 1e-6)
+    assert not np.array_equal(coarse.image, CONTENT_RGB)
+
+
+def test_coarse_to_fine_time_budget_still_returns_full_size(extractor):
+    result = run(extractor, iterations=50, coarse_sizes=(20, 28), coarse_iterations=50, time_budget_s=1e-3)
+
+    assert result.status == "timed_out"
+    # The budget ran out in the first call at 20 px; 28 px is skipped and full size gets one call.
+    assert [r.size_px for r in result.history] == [20, 40]
+    assert result.image.shape == (32, 40, 3)
+
+
+@pytest.mark.parametrize(
+    ("coarse_sizes", "message"),
+    [
+        ((40,), "coarse size 40 px is not below the content image's longer side of 40 px"),
+        ((18,), "coarse size 18 px scales the content or style image to 14 px on one side, below the 16 px"),
+    ],
+)
+def test_coarse_sizes_checked_against_the_image(extractor, coarse_sizes, message):
+    with pytest.raises(ValueError, match=message):
+        run(extractor, iterations=1, coarse_sizes=coarse_sizes)

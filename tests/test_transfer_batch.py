@@ -47,6 +47,22 @@ def test_batch_matches_sequential_runs(extractor, name):
         assert np.max(np.abs(together.image.astype(int) - alone.image.astype(int))) <= MAX_PIXEL_DIFFERENCE
 
 
+def test_coarse_to_fine_batch_matches_sequential_runs(extractor):
+    settings = TransferSettings(iterations=2, coarse_sizes=(20,), coarse_iterations=3)
+    configurations = CONFIGURATIONS["adam"]
+
+    batched = stylize_batch(extractor, CONTENT_RGB, STYLE_RGB,
+                            [optim.make_optimizer("adam", **c) for c in configurations], settings)
+    sequential = [stylize(extractor, CONTENT_RGB, STYLE_RGB, optim.make_optimizer("adam", **c), settings)
+                  for c in configurations]
+
+    for together, alone in zip(batched, sequential):
+        assert [r.size_px for r in together.history] == [r.size_px for r in alone.history] == [20] * 3 + [40] * 2
+        np.testing.assert_allclose([r.total_loss for r in together.history], [r.total_loss for r in alone.history],
+                                   rtol=LOSS_RTOL)
+        assert np.abs(together.image.astype(int) - alone.image.astype(int)).max() <= MAX_PIXEL_DIFFERENCE
+
+
 def test_batch_configurations_differ(extractor):
     results = stylize_batch(extractor, CONTENT_RGB, STYLE_RGB,
                             [optim.Adam(learning_rate=1.0), optim.Adam(learning_rate=10.0)],
@@ -121,3 +137,18 @@ def test_batch_optimizer_stacks_hyperparameters():
 def test_batch_rejects_invalid_optimizers(extractor, optimizers, message):
     with pytest.raises(ValueError, match=message):
         stylize_batch(extractor, CONTENT_RGB, STYLE_RGB, optimizers, TransferSettings(iterations=1))
+
+
+def test_coarse_divergence_carries_over_to_full_size(extractor):
+    optimizers = [AdamNaNForFirstImage(), AdamNaNForFirstImage()]
+
+    diverged, running = stylize_batch(extractor, CONTENT_RGB, STYLE_RGB, optimizers,
+                                      TransferSettings(iterations=2, coarse_sizes=(20,), coarse_iterations=4))
+
+    assert diverged.status == "diverged"
+    # Recorded until the NaN at 20 px, then carried along at full size without records.
+    assert [r.size_px for r in diverged.history] == [20, 20, 20]
+    assert np.isfinite(diverged.best_loss)
+    assert diverged.image.shape == (32, 40, 3)
+    assert running.status == "succeeded"
+    assert [r.size_px for r in running.history] == [20] * 4 + [40] * 2
