@@ -3,11 +3,12 @@
     python benchmarks/gpu.py [--size 512] [--batch-sizes 1,8] [--precisions fp32,tf32,bf16] [--iterations 50]
 
 Precisions: fp32 turns TF32 off. tf32 turns TF32 matrix units on, which TF
-does by default on NVIDIA Ampere and newer. bf16 runs the VGG19 layers in
-bfloat16 under the Keras "mixed_bfloat16" policy, while the Gram matrices,
-losses and the optimized image stay float32. Without a GPU the script runs
-fp32 only, at `--cpu-size` pixels, so it can be checked on any machine, and
-prints which parts it skipped.
+does by default on NVIDIA Ampere and newer. bf16 is the library's
+`precision="bfloat16"`: VGG19 layers in bfloat16, Gram matrices, losses and
+the optimized image in float32. Without a GPU the script runs at
+`--cpu-size` pixels, so it can be checked on any machine, leaves out tf32,
+and bf16 too where the CPU lacks bfloat16 arithmetic, and prints what it
+skipped.
 
 FLOPs per image and update are an estimate: twice the forward convolution
 FLOPs of the VGG19 layers that `stylize` runs (forward pass plus the gradient
@@ -25,20 +26,7 @@ import numpy as np
 from _common import add_image_arguments, load_pair, print_table
 
 PRECISIONS = ("fp32", "tf32", "bf16")
-GPU_ONLY_PRECISIONS = ("tf32", "bf16")
-
-
-class Float32Features:
-    """Wraps a feature extractor whose layers compute in bfloat16 and casts its activations to float32."""
-
-    def __init__(self, extractor):
-        self.extractor = extractor
-
-    def __call__(self, image):
-        import tensorflow as tf
-
-        content_features, style_features = self.extractor(image)
-        return [tf.cast(f, tf.float32) for f in content_features], [tf.cast(f, tf.float32) for f in style_features]
+GPU_ONLY_PRECISIONS = ("tf32",)
 
 
 def forward_conv_flops(extractor, height: int, width: int) -> float:
@@ -57,19 +45,13 @@ def forward_conv_flops(extractor, height: int, width: int) -> float:
 
 
 def build_extractor(weights, precision: str):
-    """Set TF32 and the Keras dtype policy for `precision` and build a feature extractor under them."""
-    import keras
+    """Set TF32 for `precision` and build a feature extractor with the matching VGG19 precision."""
     import tensorflow as tf
 
     from stylecore.features import FeatureExtractor
 
     tf.config.experimental.enable_tensor_float_32_execution(precision == "tf32")
-    keras.mixed_precision.set_dtype_policy("mixed_bfloat16" if precision == "bf16" else "float32")
-    try:
-        extractor = FeatureExtractor(weights)
-    finally:
-        keras.mixed_precision.set_dtype_policy("float32")
-    return (Float32Features(extractor) if precision == "bf16" else extractor), extractor
+    return FeatureExtractor(weights, precision="bfloat16" if precision == "bf16" else "float32")
 
 
 def seconds_per_update(extractor, content_rgb, style_rgb, batch_size: int, iterations: int) -> float:
@@ -108,8 +90,11 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown precision {', '.join(unknown)}; valid: {', '.join(PRECISIONS)}")
     if not gpus:
-        skipped = [p for p in precisions if p in GPU_ONLY_PRECISIONS]
-        precisions = [p for p in precisions if p not in GPU_ONLY_PRECISIONS]
+        from stylecore.features import resolve_precision
+
+        unsupported = GPU_ONLY_PRECISIONS + (("bf16",) if resolve_precision("auto") != "bfloat16" else ())
+        skipped = [p for p in precisions if p in unsupported]
+        precisions = [p for p in precisions if p not in unsupported]
         print(f"No GPU found: running on CPU at {args.cpu_size} px; skipped {', '.join(skipped) or 'nothing'}.")
     size_px = args.size if gpus else args.cpu_size
     device = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU") if gpus else "CPU"
@@ -119,8 +104,8 @@ def main() -> None:
     height, width = np.shape(content_rgb)[:2]
     rows = []
     for precision in precisions:
-        extractor, inner = build_extractor(weights, precision)
-        flops_per_image = 2.0 * forward_conv_flops(inner, height, width)
+        extractor = build_extractor(weights, precision)
+        flops_per_image = 2.0 * forward_conv_flops(extractor, height, width)
         seconds_per_update(extractor, content_rgb, style_rgb, 1, 2)  # warms up the kernels
         for batch_size in (int(b) for b in args.batch_sizes.split(",")):
             step_s = seconds_per_update(extractor, content_rgb, style_rgb, batch_size, args.iterations)

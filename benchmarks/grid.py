@@ -1,6 +1,6 @@
 """Throughput of B Adam configurations of one pair as one `stylize_batch` run against B sequential `stylize` runs.
 
-    python benchmarks/grid.py [--batch-sizes 1,4,8] [--size 256] [--iterations 10] [--repeats 3]
+    python benchmarks/grid.py [--batch-sizes 1,4,8] [--size 256] [--iterations 10] [--repeats 3] [--precision auto]
     python benchmarks/grid.py --only batched --batch-sizes 8   # one path, for timing whole processes
 
 Each figure is the median wall time, from `time.perf_counter`, of whole
@@ -47,6 +47,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="longer side in pixels (default 256)")
     parser.add_argument("--iterations", type=int, default=10, help="updates per run (default 10)")
     parser.add_argument("--repeats", type=int, default=3, help="timed measurements per figure (default 3)")
+    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                        help="VGG19 compute precision (default auto)")
     parser.add_argument("--only", choices=["batched", "sequential"],
                         help="run this path once per batch size, untimed and without warm-up, then exit")
     args = parser.parse_args()
@@ -55,7 +57,7 @@ def main() -> None:
     from stylecore.transfer import TransferSettings
     from stylecore.weights import load_weights
 
-    extractor = FeatureExtractor(load_weights(args.weights))
+    extractor = FeatureExtractor(load_weights(args.weights), precision=args.precision)
     content_rgb, style_rgb = load_pair(args, args.size)
     settings = TransferSettings(iterations=args.iterations)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -77,7 +79,7 @@ def main() -> None:
         sequential, batched = median(sequential_s), median(batched_s)
         rows.append([batch_size, sequential, batched, sequential / batched])
     height, width = np.shape(content_rgb)[:2]
-    print(f"{width} x {height} px, {args.iterations} Adam updates per configuration")
+    print(f"{width} x {height} px, {args.iterations} Adam updates per configuration, {extractor.precision} VGG19 passes")
     print_table(["B", "sequential s", "batched s", "throughput ratio"], rows)
 
 

@@ -7,8 +7,8 @@ The bare pass is a `tf.function` computing the layers `stylize` uses and the
 gradient of the sum of their activations with respect to the input image.
 It has the same convolution work as a `stylize` update, without Gram
 matrices, losses, optimizer or host round trip. The loss pass adds the
-Gram matrices and losses of `stylecore.losses.total_loss`, so the step
-between it and a `stylize` update is the loop's own cost: optimizer,
+Gram matrices and losses of `stylecore.losses.total_loss`, so the
+difference between it and a `stylize` update is the loop's own cost: optimizer,
 clipping, best-image bookkeeping and the host round trip. Both are timed in wall seconds (`time.perf_counter`) and in CPU seconds
 of this process (`time.process_time`, less disturbed by other processes on a
 shared machine), alternating, after a warm-up. Each figure is the median of

@@ -65,8 +65,8 @@ class TransferSettings:
     # budget by up to this many steps and deliver callbacks in bursts. 1 by default because 10 measured no
     # faster on a 2-core CPU, even at 128 px (BENCHMARKS.md). NOTE: untested on a GPU, where it should help.
     steps_per_call: int = 1
-    # Coarse to fine: longer sides in pixels of smaller passes run first, increasing, each below the final
-    # size; each level starts from the previous one's best image upscaled. Empty: one pass at full size.
+    # Coarse to fine: longer sides in pixels of smaller levels run first, increasing and below the full size.
+    # Each level starts from the previous level's best image, upscaled. Empty means one level at full size.
     coarse_sizes: tuple[int, ...] = ()
     coarse_iterations: int = 100  # optimizer steps at each coarse size
 
