@@ -122,7 +122,7 @@ def run_one(args) -> int:
 
     from stylecore.features import FeatureExtractor
     from stylecore.images import ImageError, encode_png, load_image
-    from stylecore.transfer import stylize
+    from stylecore.transfer import coarse_to_fine_levels, stylize
     from stylecore.weights import WeightsError, load_weights
 
     hyperparameters = {k[3:]: v for k, v in vars(args).items() if k.startswith("hp_") and v is not None}
@@ -138,13 +138,14 @@ def run_one(args) -> int:
         optimizer = optim.make_optimizer(args.optimizer, **hyperparameters)
         content = load_image(args.content, args.image_size)
         style = load_image(args.style, args.image_size)
+        coarse_to_fine_levels(content, style, settings)  # checks coarse_sizes against the images
         extractor = FeatureExtractor(load_weights(args.weights, seed=settings.seed),
                                      settings.content_layers, settings.style_layers, precision=args.precision)
     except (ImageError, WeightsError, ValueError) as error:
         print(f"stylize: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    with tqdm(total=settings.iterations, unit="it", desc="stylizing") as bar:
+    with tqdm(total=settings.max_updates, unit="it", desc="stylizing") as bar:
         def report(record):
             bar.set_postfix(loss=f"{record.total_loss:.4g}", refresh=False)
             bar.update(1)

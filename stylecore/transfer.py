@@ -93,6 +93,11 @@ class TransferSettings:
         if problems:
             raise ValueError("invalid transfer settings: " + "; ".join(problems))
 
+    @property
+    def max_updates(self) -> int:
+        """Updates of a run that no budget or divergence ends: the full-size ones plus those of every coarse size."""
+        return self.iterations + len(self.coarse_sizes) * self.coarse_iterations
+
 
 @dataclasses.dataclass(frozen=True)
 class IterationRecord:
@@ -218,7 +223,7 @@ def batch_optimizer(optimizers: Sequence[Optimizer]) -> Optimizer:
 
 def _optimize(extractor, content_rgb, style_rgb, optimizer, batch_size, settings, callback) -> list[StylizeResult]:
     tf.random.set_seed(settings.seed)
-    levels = _levels(content_rgb, style_rgb, settings)
+    levels = coarse_to_fine_levels(content_rgb, style_rgb, settings)
     start_s = time.perf_counter()
     histories = [[] for _ in range(batch_size)]
     statuses = [["succeeded"] * batch_size]
@@ -254,8 +259,13 @@ def _optimize(extractor, content_rgb, style_rgb, optimizer, batch_size, settings
     ]
 
 
-def _levels(content_rgb, style_rgb, settings) -> list[tuple[np.ndarray, np.ndarray, int]]:
-    """Return (content, style, iterations) per level: the coarse sizes, content and style scaled alike, then full size."""
+def coarse_to_fine_levels(content_rgb, style_rgb, settings) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """Return (content, style, iterations) per level: the coarse sizes, content and style scaled alike, then full size.
+
+    Raises:
+        ValueError: a coarse size is not below the content image's longer
+            side, or scales an image below the 16 px VGG19 needs.
+    """
     height, width = np.shape(content_rgb)[:2]
     full_px = max(height, width)
     levels = []

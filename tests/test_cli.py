@@ -27,6 +27,19 @@ def test_one_writes_png_and_summary(tmp_path, image_files):
         assert image.size == (32, 27)
 
 
+def test_one_coarse_counts_every_update(tmp_path, image_files):
+    contents, styles = image_files
+    output = tmp_path / "out.png"
+    completed = run_stylize("one", str(contents[0]), str(styles[0]), "-o", str(output), "--weights", "random",
+                            "--image-size", "48", "--iterations", "2", "--coarse-sizes", "32",
+                            "--coarse-iterations", "3")
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.startswith(f"succeeded: {output} (48 x ")
+    assert "px), 5 iterations" in completed.stdout
+    # The progress bar's total covers the coarse updates too.
+    assert "5/5" in completed.stderr
+
+
 def test_one_lbfgs(tmp_path, image_files):
     contents, styles = image_files
     output = tmp_path / "out.png"
@@ -47,6 +60,8 @@ def test_one_bad_inputs_exit_2_with_one_line(tmp_path, image_files, capsys):
         ((str(contents[0]), str(styles[0]), "--style-layers", "block9_conv1"), "block9_conv1"),
         ((str(contents[0]), str(styles[0]), "--init", "zeros"), "init must be one of"),
         ((str(contents[0]), str(styles[0]), "--style-layer-weights", "1,1"), "2 style_layer_weights for 5 style_layers"),
+        ((str(contents[0]), str(styles[0]), "--coarse-sizes", "32"), "coarse size 32 px is not below"),
+        ((str(contents[0]), str(styles[0]), "--coarse-sizes", "24,16"), "coarse_sizes must be increasing"),
     ]
     for arguments, expected in cases:
         status = cli.main(["one", *arguments, "-o", str(tmp_path / "out.png"), "--weights", "random",

@@ -296,7 +296,7 @@ def test_zero_and_non_numeric_hyperparameters_rejected(tmp_path, image_files):
     assert "optimizers[1].learning_rate: must be a number, got 'fast'" in message
 
 
-def test_coarse_sizes_expand_and_are_checked_against_the_image_size(tmp_path, image_files):
+def test_coarse_sizes_checked_against_image_size(tmp_path, image_files):
     contents, styles = image_files
     body = f"""
         output: out

@@ -41,6 +41,7 @@ def style_transfer_tables(task_id: str, content: str, style: str, learning_rate:
         "content_loss": [0.1 * t * min(i, 1) for i, t in zip(steps, total)],  # zero at iteration 0
         "tv_loss": [0.0] * len(steps),
         "elapsed_s": [0.1 * i for i in steps],
+        "size_px": [32 for _ in steps],
     })
     row = {name: None for name in RESULTS_SCHEMA.names}
     row.update({

@@ -4,12 +4,13 @@ import dataclasses
 import json
 import textwrap
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 from PIL import Image
 
 from jobs import stylize, verify
-from jobs.outputs import CONVERGENCE_SCHEMA, RESULTS_SCHEMA
+from jobs.outputs import CONVERGENCE_SCHEMA, RESULTS_SCHEMA, OutputStore
 
 ITERATIONS = 3
 
@@ -159,6 +160,38 @@ def test_diverging_task_recorded_and_job_exits_0(local_ray, tmp_path, image_file
     assert verify.verify(str(tmp_path / "out"))[0] == []
 
 
+def test_coarse_job_records_each_size(local_ray, tmp_path, image_files):
+    contents, styles = image_files
+    path = tmp_path / "manifest.yaml"
+    path.write_text(textwrap.dedent(f"""
+        output: out
+        weights: random
+        image_size: 48
+        iterations: 2
+        coarse_sizes: [32]
+        coarse_iterations: 3
+        pairs:
+          - content: {contents[0].name}
+            style: {styles[0].name}
+        optimizers:
+          - name: adam
+            learning_rate: [1.0, 4.0]
+    """))
+
+    assert stylize.main([str(path)]) == 0
+
+    results = pq.read_table(tmp_path / "out" / "results").to_pylist()
+    assert [r["iterations_run"] for r in results] == [5, 5]
+    assert all(r["width_px"] == 48 for r in results)
+    convergence = pq.read_table(tmp_path / "out" / "convergence").to_pylist()
+    for row in results:
+        rows = sorted((r for r in convergence if r["task_id"] == row["task_id"]), key=lambda r: r["iteration"])
+        assert [r["iteration"] for r in rows] == list(range(5))
+        assert [r["size_px"] for r in rows] == [32, 32, 32, 48, 48]
+        assert row["best_iteration"] in (3, 4)
+    assert verify.verify(str(tmp_path / "out"))[0] == []
+
+
 def test_group_tasks_batches_only_shared_pairs(tmp_path, image_files):
     from jobs.manifest import load_manifest
 
@@ -206,3 +239,19 @@ def test_output_not_writable_stops_with_exit_3(tmp_path, image_files, caplog):
     assert stylize.main([str(path)]) == 3
     assert "Run stopped:" in caplog.text
     assert "blocker" in caplog.text
+
+
+def test_old_convergence_part_reads_null_size(tmp_path):
+    # A part written before convergence rows carried size_px.
+    folder = tmp_path / "out" / "convergence"
+    folder.mkdir(parents=True)
+    old_schema = pa.schema([f for f in CONVERGENCE_SCHEMA if f.name != "size_px"])
+    old = pa.table({"task_id": ["a", "a"], "iteration": [0, 1], "total_loss": [2.0, 1.0], "style_loss": [1.5, 0.5],
+                    "content_loss": [0.5, 0.5], "tv_loss": [0.0, 0.0], "elapsed_s": [0.1, 0.2]}, schema=old_schema)
+    pq.write_table(old, folder / "part-old.parquet")
+
+    table = OutputStore(str(tmp_path / "out")).read_table("convergence")
+
+    assert table.schema.equals(CONVERGENCE_SCHEMA)
+    assert table.column("size_px").to_pylist() == [None, None]
+    assert table.column("total_loss").to_pylist() == [2.0, 1.0]

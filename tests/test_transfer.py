@@ -190,7 +190,7 @@ def test_invalid_settings_message(field, value, message):
         TransferSettings(**{field: value})
 
 
-def test_coarse_to_fine_runs_each_size_then_full_size(extractor):
+def test_coarse_levels_then_full_size(extractor):
     seen = []
     result = run(extractor, iterations=2, coarse_sizes=(20, 28), coarse_iterations=3, callback=seen.append)
 
@@ -205,7 +205,7 @@ def test_coarse_to_fine_runs_each_size_then_full_size(extractor):
     assert result.best_loss == min(r.total_loss for r in result.history[6:])
 
 
-def test_coarse_to_fine_starts_full_size_from_the_upscaled_result(extractor):
+def test_full_size_starts_from_upscaled_result(extractor):
     plain = run(extractor, iterations=1, optimizer=optim.Adam(learning_rate=20.0))
     coarse = run(extractor, iterations=1, optimizer=optim.Adam(learning_rate=20.0), coarse_sizes=(20,),
                  coarse_iterations=4)
@@ -216,7 +216,7 @@ def test_coarse_to_fine_starts_full_size_from_the_upscaled_result(extractor):
     assert not np.array_equal(coarse.image, CONTENT_RGB)
 
 
-def test_coarse_to_fine_time_budget_still_returns_full_size(extractor):
+def test_coarse_time_budget_returns_full_size(extractor):
     result = run(extractor, iterations=50, coarse_sizes=(20, 28), coarse_iterations=50, time_budget_s=1e-3)
 
     assert result.status == "timed_out"

@@ -47,7 +47,7 @@ def test_batch_matches_sequential_runs(extractor, name):
         assert np.max(np.abs(together.image.astype(int) - alone.image.astype(int))) <= MAX_PIXEL_DIFFERENCE
 
 
-def test_coarse_to_fine_batch_matches_sequential_runs(extractor):
+def test_coarse_batch_matches_sequential(extractor):
     settings = TransferSettings(iterations=2, coarse_sizes=(20,), coarse_iterations=3)
     configurations = CONFIGURATIONS["adam"]
 
@@ -139,7 +139,7 @@ def test_batch_rejects_invalid_optimizers(extractor, optimizers, message):
         stylize_batch(extractor, CONTENT_RGB, STYLE_RGB, optimizers, TransferSettings(iterations=1))
 
 
-def test_coarse_divergence_carries_over_to_full_size(extractor):
+def test_coarse_divergence_carries_over(extractor):
     optimizers = [AdamNaNForFirstImage(), AdamNaNForFirstImage()]
 
     diverged, running = stylize_batch(extractor, CONTENT_RGB, STYLE_RGB, optimizers,
