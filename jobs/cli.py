@@ -10,6 +10,7 @@ signatures, the image size), so the command and the manifest agree.
 import argparse
 import dataclasses
 import logging
+import math
 import sys
 import typing
 
@@ -19,6 +20,8 @@ from stylecore.losses import default_style_layer_weights
 from stylecore.images import DEFAULT_MAX_SIZE_PX
 from stylecore.transfer import TransferSettings
 from stylecore.weights import WEIGHT_SOURCES
+
+from jobs.manifest import IMAGE_SIZE_RANGE_PX
 
 logger = logging.getLogger("jobs.cli")
 
@@ -31,7 +34,7 @@ SETTING_HELP = {
     "content_weight": "weight of the content loss",
     "style_weight": "weight of the style loss",
     "tv_weight": "weight of the total-variation loss",
-    "iterations": "optimizer steps",
+    "iterations": "optimizer steps at full size; coarse sizes add their own",
     "time_budget_s": "stop after this many seconds",
     "init": "initial image: content, noise or style",
     "seed": "random seed for noise initialization and random weights",
@@ -77,8 +80,9 @@ def _add_one_parser(commands) -> None:
     one.add_argument("style", help="style image: a path or a file:// URI")
     one.add_argument("-o", "--output", required=True,
                      help="where to write the stylized image; the extension picks the format (.png, .jpg, ...)")
-    one.add_argument("--image-size", type=int, default=DEFAULT_MAX_SIZE_PX,
-                     help=f"longer side of the result in pixels (default {DEFAULT_MAX_SIZE_PX})")
+    low, high = IMAGE_SIZE_RANGE_PX
+    one.add_argument("--image-size", type=_int_in_range(low, high), default=DEFAULT_MAX_SIZE_PX, metavar="PX",
+                     help=f"longer side of the result in pixels, {low} to {high} (default {DEFAULT_MAX_SIZE_PX})")
     one.add_argument("--weights", default="auto", help=f"VGG19 weights: {', '.join(WEIGHT_SOURCES)}, or a path or URI of Keras' .h5 file (default auto)")
     one.add_argument("--optimizer", default="adam", choices=list(optim.OPTIMIZERS), help="optimizer (default adam)")
     one.add_argument("--precision", default="auto", choices=list(PRECISIONS),
@@ -102,8 +106,12 @@ def _add_setting_option(parser, field) -> None:
     default = field.default
     base = typing.get_args(field.type)[0] if typing.get_origin(field.type) in (tuple, typing.Union) else field.type
     if typing.get_origin(field.type) is tuple:
-        convert = (lambda text, cast=base: tuple(cast(v) for v in text.split(",") if v))
-        shown = ",".join(str(v) for v in default)
+        def convert(text, cast=base):
+            return tuple(cast(v) for v in text.split(",") if v)
+
+        # argparse names the type in its error: "invalid comma-separated int list value: 'abc'".
+        convert.__name__ = f"comma-separated {base.__name__} list"
+        shown = ",".join(str(v) for v in default) or "none"
     else:
         convert = base if base in (int, float, str) else float
         shown = default
@@ -112,6 +120,18 @@ def _add_setting_option(parser, field) -> None:
         default, shown = None, "1,2,...,n for n style layers"
     parser.add_argument(flag, dest=field.name, type=convert, default=default,
                         help=f"{SETTING_HELP.get(field.name, field.name)} (default: {shown})")
+
+
+def _int_in_range(low: int, high: int):
+    """Return an argparse type that accepts whole numbers from `low` to `high`."""
+    def convert(text):
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low} to {high}")
+        return value
+
+    convert.__name__ = "whole number"
+    return convert
 
 
 def run_one(args) -> int:
@@ -147,6 +167,8 @@ def run_one(args) -> int:
 
     with tqdm(total=settings.max_updates, unit="it", desc="stylizing") as bar:
         def report(record):
+            if settings.coarse_sizes:
+                bar.set_description(f"stylizing at {record.size_px} px", refresh=False)
             bar.set_postfix(loss=f"{record.total_loss:.4g}", refresh=False)
             bar.update(1)
 
@@ -166,8 +188,8 @@ def run_one(args) -> int:
 
     height, width = result.image.shape[:2]
     print(f"{result.status}: {args.output} ({width} x {height} px), {result.iterations} iterations, "
-          f"best loss {result.best_loss:.4g} at iteration {result.best_iteration}, "
-          f"{result.seconds_per_iteration:.3f} s/iteration")
+          f"best loss {result.best_loss:.4g} at iteration {result.best_iteration}"
+          + ("" if math.isnan(result.seconds_per_iteration) else f", {result.seconds_per_iteration:.3f} s/iteration"))
     return 0
 
 

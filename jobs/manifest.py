@@ -24,7 +24,7 @@ import yaml
 from stylecore import losses, optim
 from stylecore.features import PRECISIONS, VGG19_LAYER_NAMES
 from stylecore.images import DEFAULT_MAX_SIZE_PX
-from stylecore.transfer import TransferSettings
+from stylecore.transfer import SettingsError, TransferSettings
 from stylecore.weights import WEIGHT_SOURCES
 
 SETTINGS_FIELDS = {field.name: field for field in dataclasses.fields(TransferSettings)}
@@ -34,6 +34,8 @@ OUTPUT_SCHEMES = ("file", "s3", "gs")
 # `pkg://PACKAGE/PATH` names a file shipped inside an installed Python
 # package, such as the sample photos in scikit-image's wheel.
 PACKAGE_SCHEME = "pkg://"
+# Longer side of content and style images, pixels.
+IMAGE_SIZE_RANGE_PX = (32, 4096)
 
 
 class ManifestError(ValueError):
@@ -60,7 +62,7 @@ PairSpec = pydantic.create_model(
     __config__=pydantic.ConfigDict(extra="forbid"),
     content=(str | list[str], ...),
     style=(str | list[str], ...),
-    image_size=(int | None, pydantic.Field(None, ge=32, le=4096)),
+    image_size=(int | None, pydantic.Field(None, ge=IMAGE_SIZE_RANGE_PX[0], le=IMAGE_SIZE_RANGE_PX[1])),
     **_OVERRIDES_SCHEMA,
 )
 
@@ -79,7 +81,7 @@ Manifest = pydantic.create_model(
     output=(str, ...),
     weights=(str, "auto"),
     precision=(str, "auto"),  # of the VGG19 passes: auto, float32 or bfloat16
-    image_size=(int, pydantic.Field(DEFAULT_MAX_SIZE_PX, ge=32, le=4096)),  # longer side, pixels
+    image_size=(int, pydantic.Field(DEFAULT_MAX_SIZE_PX, ge=IMAGE_SIZE_RANGE_PX[0], le=IMAGE_SIZE_RANGE_PX[1])),
     pairs=(list[PairSpec], pydantic.Field(min_length=1)),
     optimizers=(list[OptimizerSpec], pydantic.Field(min_length=1)),
     **_SETTINGS_SCHEMA,
@@ -277,8 +279,9 @@ def _check_settings(values: dict, where: str | None, problems) -> TransferSettin
         return None
     try:
         return TransferSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-    except ValueError as error:
-        report("settings", str(error))
+    except SettingsError as error:
+        for field, message in error.problems:
+            report(field, message.removeprefix(f"{field} "))
         return None
 
 

@@ -116,7 +116,7 @@ def _run(manifest, tasks: list[Task], args) -> int:
                 _format_counts(manifest_counts), manifest.output)
     if manifest_counts.get("failed"):
         logger.warning("%d task(s) failed; their results rows hold the errors. A failed task is not retried while "
-                       "its images are unchanged: fix or replace the files and rerun.", manifest_counts["failed"])
+                       "its images and settings are unchanged: fix what its error names and rerun.", manifest_counts["failed"])
         return EXIT_TASK_FAILED
     return 0
 

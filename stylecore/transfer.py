@@ -25,6 +25,7 @@ starting loss. Every status returns the best image seen.
 """
 
 import dataclasses
+import math
 import statistics
 import time
 from typing import Callable, NamedTuple, Sequence
@@ -43,6 +44,14 @@ INIT_MODES = ("content", "noise", "style")
 # stays there, so a loss this many times the starting loss also counts as
 # diverged. A run that converges never comes near it.
 DIVERGENCE_FACTOR = 100.0
+
+
+class SettingsError(ValueError):
+    """Invalid TransferSettings; `problems` lists (field, message) pairs, one per problem."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        super().__init__("invalid transfer settings: " + "; ".join(message for _, message in problems))
+        self.problems = problems
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,27 +80,30 @@ class TransferSettings:
     coarse_iterations: int = 100  # optimizer steps at each coarse size
 
     def __post_init__(self):
-        problems = []
+        problems = []  # (field, message)
         if self.init not in INIT_MODES:
-            problems.append(f"init must be one of {', '.join(INIT_MODES)}, got {self.init!r}")
+            problems.append(("init", f"init must be one of {', '.join(INIT_MODES)}, got {self.init!r}"))
         if self.iterations < 1:
-            problems.append(f"iterations must be at least 1, got {self.iterations!r}")
+            problems.append(("iterations", f"iterations must be at least 1, got {self.iterations!r}"))
         if self.time_budget_s is not None and not self.time_budget_s > 0:
-            problems.append(f"time_budget_s must be positive or None for no limit, got {self.time_budget_s!r}")
+            problems.append(("time_budget_s",
+                             f"time_budget_s must be positive or None for no limit, got {self.time_budget_s!r}"))
         if len(self.style_layer_weights) != len(self.style_layers):
-            problems.append(f"{len(self.style_layer_weights)} style_layer_weights for {len(self.style_layers)} "
-                            "style_layers; give one weight per style layer")
+            problems.append(("style_layer_weights", f"{len(self.style_layer_weights)} style_layer_weights for "
+                             f"{len(self.style_layers)} style_layers; give one weight per style layer"))
         if self.tv_weight < 0:
-            problems.append(f"tv_weight must be at least 0, got {self.tv_weight!r}")
+            problems.append(("tv_weight", f"tv_weight must be at least 0, got {self.tv_weight!r}"))
         if self.steps_per_call < 1:
-            problems.append(f"steps_per_call must be at least 1, got {self.steps_per_call!r}")
+            problems.append(("steps_per_call", f"steps_per_call must be at least 1, got {self.steps_per_call!r}"))
         sizes = list(self.coarse_sizes)
         if any(size < MIN_SIZE_PX for size in sizes) or sizes != sorted(set(sizes)):
-            problems.append(f"coarse_sizes must be increasing sizes of at least {MIN_SIZE_PX} px, got {sizes!r}")
+            problems.append(("coarse_sizes",
+                             f"coarse_sizes must be increasing sizes of at least {MIN_SIZE_PX} px, got {sizes!r}"))
         if self.coarse_iterations < 1:
-            problems.append(f"coarse_iterations must be at least 1, got {self.coarse_iterations!r}")
+            problems.append(("coarse_iterations",
+                             f"coarse_iterations must be at least 1, got {self.coarse_iterations!r}"))
         if problems:
-            raise ValueError("invalid transfer settings: " + "; ".join(problems))
+            raise SettingsError(problems)
 
     @property
     def max_updates(self) -> int:
@@ -272,13 +284,17 @@ def coarse_to_fine_levels(content_rgb, style_rgb, settings) -> list[tuple[np.nda
     for size_px in settings.coarse_sizes:
         if size_px >= full_px:
             raise ValueError(f"coarse size {size_px} px is not below the content image's longer side of {full_px} px; "
-                             "give coarse_sizes smaller than the image size")
+                             f"give coarse sizes below {full_px} px")
         scale = size_px / full_px
         content, style = _rescale(content_rgb, scale), _rescale(style_rgb, scale)
         smallest = min(*np.shape(content)[:2], *np.shape(style)[:2])
         if smallest < MIN_SIZE_PX:
+            shortest_px = min(*np.shape(content_rgb)[:2], *np.shape(style_rgb)[:2])
+            needed_px = math.ceil(MIN_SIZE_PX * full_px / shortest_px)
+            fix = (f"use coarse sizes of at least {needed_px} px for these images" if needed_px < full_px
+                   else "these images are too narrow for any coarse size, so drop coarse_sizes")
             raise ValueError(f"coarse size {size_px} px scales the content or style image to {smallest} px on one "
-                             f"side, below the {MIN_SIZE_PX} px VGG19 needs; raise or drop that coarse size")
+                             f"side, below the {MIN_SIZE_PX} px VGG19 needs; {fix}")
         levels.append((content, style, settings.coarse_iterations))
     return levels + [(content_rgb, style_rgb, settings.iterations)]
 

@@ -62,6 +62,7 @@ def test_one_bad_inputs_exit_2_with_one_line(tmp_path, image_files, capsys):
         ((str(contents[0]), str(styles[0]), "--style-layer-weights", "1,1"), "2 style_layer_weights for 5 style_layers"),
         ((str(contents[0]), str(styles[0]), "--coarse-sizes", "32"), "coarse size 32 px is not below"),
         ((str(contents[0]), str(styles[0]), "--coarse-sizes", "24,16"), "coarse_sizes must be increasing"),
+        ((str(contents[0]), str(styles[0]), "--coarse-sizes", "17"), "use coarse sizes of at least"),
     ]
     for arguments, expected in cases:
         status = cli.main(["one", *arguments, "-o", str(tmp_path / "out.png"), "--weights", "random",
@@ -102,3 +103,19 @@ def test_one_output_format_follows_extension(tmp_path, image_files, capsys):
     assert cli.main(["one", str(contents[0]), str(styles[0]), "-o", str(tmp_path / "out.unknown"), *common]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert errors[-1].startswith(f"stylize: error: cannot write {tmp_path / 'out.unknown'}")
+
+
+def test_one_rejects_malformed_numbers(tmp_path, image_files, capsys):
+    contents, styles = image_files
+    cases = [
+        (["--coarse-sizes", "abc"], "invalid comma-separated int list value: 'abc'"),
+        (["--image-size", "16"], "16 is outside 32 to 4096"),
+    ]
+    for options, expected in cases:
+        try:
+            cli.main(["one", str(contents[0]), str(styles[0]), "-o", str(tmp_path / "out.png"), *options])
+        except SystemExit as exit:
+            assert exit.code == 2
+        else:
+            raise AssertionError(f"{options} did not exit")
+        assert expected in capsys.readouterr().err

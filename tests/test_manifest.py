@@ -318,3 +318,15 @@ def test_coarse_sizes_checked_against_image_size(tmp_path, image_files):
     _, tasks = load_manifest(write_manifest(tmp_path, body.replace("image_size: 32", "image_size: 48")))
     settings = [t.transfer_settings() for t in tasks]
     assert [(s.coarse_sizes, s.coarse_iterations) for s in settings] == [((32,), 5), ((32,), 5)]
+
+
+def test_each_invalid_setting_reported_at_its_field(tmp_path, image_files):
+    body = valid_body(*image_files).replace("iterations: 2", "iterations: 2\n        coarse_sizes: [24, 16]\n"
+                                                                "        coarse_iterations: 0")
+
+    with pytest.raises(ManifestError) as raised:
+        load_manifest(write_manifest(tmp_path, body))
+
+    message = str(raised.value)
+    assert "coarse_sizes: must be increasing sizes of at least 16 px, got [24, 16]" in message
+    assert "coarse_iterations: must be at least 1, got 0" in message
