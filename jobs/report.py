@@ -207,7 +207,8 @@ def _style_transfer_html(store: OutputStore, results: pa.Table, convergence: pa.
     rows = results.to_pylist()
     labels = _configuration_labels(rows, STYLE_TRANSFER_SETTINGS)
     rows.sort(key=lambda r: (r["content"], r["style"], labels[r["task_id"]], r["task_id"]))
-    losses = _losses_by_task(convergence, ("total_loss", "style_loss", "content_loss", "tv_loss"), "iteration")
+    losses = _losses_by_task(convergence, ("total_loss", "style_loss", "content_loss", "tv_loss", "size_px"),
+                             "iteration")
 
     parts = [_failed_table_html(rows)]
     parts.append(_grid_html(store, rows, labels, losses))
@@ -429,6 +430,10 @@ def _convergence_figure(rows: list[dict], labels: dict[str, str], losses: dict[s
             positive_points = [(s, v) for s, v in zip(steps, values) if v is not None and math.isfinite(v) and v > 0]
             if positive_points:
                 axes.plot(*zip(*positive_points), linewidth=1.2, label=f"{labels[row['task_id']]} ({row['status']})")
+        for step, size_px in _size_changes(losses[rows[0]["task_id"]]["size_px"]):
+            axes.axvline(step - 0.5, color="gray", linestyle="--", linewidth=0.8)
+            axes.annotate(f"{size_px} px", (step - 0.5, 1.0), xycoords=("data", "axes fraction"), fontsize="x-small",
+                          color="gray", ha="left", va="top", rotation=90)
         axes.set_yscale("log")
         axes.set_xlabel("iteration (optimizer step)")
         axes.set_ylabel(f"{name} (dimensionless)")
@@ -439,6 +444,12 @@ def _convergence_figure(rows: list[dict], labels: dict[str, str], losses: dict[s
     if handles:
         figure.legend(handles, names, fontsize="x-small", loc="outside right upper")
     return figure
+
+
+def _size_changes(series) -> list[tuple[int, int]]:
+    """Return (first iteration, size) at each move of a coarse-to-fine run to a larger size. One size gives none."""
+    steps, sizes = series
+    return [(step, size) for step, size, previous in zip(steps[1:], sizes[1:], sizes) if size != previous and size]
 
 
 # --- Contact sheet ----------------------------------------------------------

@@ -256,3 +256,10 @@ def test_report_renders_in_chromium(style_transfer_output, tmp_path):
     assert attributes.get("card-count") == "5", attributes
     assert int(attributes.get("image-count", "0")) >= 5 * 3, attributes
     assert attributes.get("broken-image-count") == "0", attributes
+
+
+def test_size_changes_mark_coarse_to_fine_levels():
+    assert report._size_changes(([0, 1, 2, 3, 4], [32, 32, 48, 48, 64])) == [(2, 48), (4, 64)]
+    assert report._size_changes(([0, 1], [32, 32])) == []
+    # Rows written before size_px existed read back as null.
+    assert report._size_changes(([0, 1], [None, None])) == []
