@@ -7,14 +7,15 @@ A schedule is `N` (N Adam updates at full size) or `S1:N1,S2:N2+N`
 (N1 updates at S1 px, then N2 at S2 px, then N at full size). Every
 schedule ends at full size with the same loss, so their best losses compare
 directly. The last columns give how long the first schedule took to reach
-each schedule's best loss. Each figure is the median over `--repeats` runs, taken in turn
-after one warm-up run of every size; wall time is the whole `stylize` call
-(targets, tracing at each size and the loop). Writes each schedule's image
-to `--save-dir` when given, to compare by eye.
+each schedule's best loss. Each figure is the median over `--repeats` runs,
+taken in turn after one warm-up run of every size. Wall time is the whole
+`stylize` call: targets, tracing at each size and the loop. Writes each
+schedule's image to `--save-dir` when given, to compare by eye.
 """
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -85,8 +86,6 @@ def main() -> None:
                      result.best_loss / results[baseline].best_loss,
                      reached.iteration if reached else "not reached", reached.elapsed_s if reached else "-"])
         if args.save_dir:
-            from pathlib import Path
-
             Path(args.save_dir).mkdir(parents=True, exist_ok=True)
             (Path(args.save_dir) / f"schedule_{index}.png").write_bytes(encode_png(result.image))
     height, width = np.shape(content_rgb)[:2]

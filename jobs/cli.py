@@ -111,15 +111,15 @@ def _add_setting_option(parser, field) -> None:
 
         # argparse names the type in its error: "invalid comma-separated int list value: 'abc'".
         convert.__name__ = f"comma-separated {base.__name__} list"
-        shown = ",".join(str(v) for v in default) or "none"
+        default_text = ",".join(str(v) for v in default) or "none"
     else:
         convert = base if base in (int, float, str) else float
-        shown = default
+        default_text = default
     if field.name == "style_layer_weights":
         # Filled in from the number of style layers when not given.
-        default, shown = None, "1,2,...,n for n style layers"
+        default, default_text = None, "1,2,...,n for n style layers"
     parser.add_argument(flag, dest=field.name, type=convert, default=default,
-                        help=f"{SETTING_HELP.get(field.name, field.name)} (default: {shown})")
+                        help=f"{SETTING_HELP.get(field.name, field.name)} (default: {default_text})")
 
 
 def _int_in_range(low: int, high: int):
@@ -142,7 +142,7 @@ def run_one(args) -> int:
 
     from stylecore.features import FeatureExtractor
     from stylecore.images import ImageError, encode_png, load_image
-    from stylecore.transfer import coarse_to_fine_levels, stylize
+    from stylecore.transfer import check_coarse_sizes, stylize
     from stylecore.weights import WeightsError, load_weights
 
     hyperparameters = {k[3:]: v for k, v in vars(args).items() if k.startswith("hp_") and v is not None}
@@ -158,7 +158,7 @@ def run_one(args) -> int:
         optimizer = optim.make_optimizer(args.optimizer, **hyperparameters)
         content = load_image(args.content, args.image_size)
         style = load_image(args.style, args.image_size)
-        coarse_to_fine_levels(content, style, settings)  # checks coarse_sizes against the images
+        check_coarse_sizes(content.shape, style.shape, settings)
         extractor = FeatureExtractor(load_weights(args.weights, seed=settings.seed),
                                      settings.content_layers, settings.style_layers, precision=args.precision)
     except (ImageError, WeightsError, ValueError) as error:

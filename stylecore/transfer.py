@@ -238,17 +238,21 @@ def _optimize(extractor, content_rgb, style_rgb, optimizer, batch_size, settings
     levels = coarse_to_fine_levels(content_rgb, style_rgb, settings)
     start_s = time.perf_counter()
     histories = [[] for _ in range(batch_size)]
-    statuses = [["succeeded"] * batch_size]
+    statuses = [[] for _ in range(batch_size)]  # per image, one status per level run
     images = None  # the previous level's best images, VGG19 input space
     done = 0
+    out_of_time = False
     for level, (level_content, level_style, iterations) in enumerate(levels):
+        if out_of_time and level < len(levels) - 1:
+            # Straight to full size: its first call runs even out of time, so the result has the full size.
+            continue
         height, width = np.shape(level_content)[:2]
         if images is None:
             initial = np.repeat(_initial_image(level_content, level_style, settings), batch_size, axis=0)
         else:
             initial = _upscale(images, height, width)
         # An image that diverged at a coarser level stays diverged: it is carried along but no longer recorded.
-        diverged = [_worst(level_statuses[i] for level_statuses in statuses) == "diverged" for i in range(batch_size)]
+        diverged = ["diverged" in image_statuses for image_statuses in statuses]
         state = _new_state(initial, diverged)
         optimizer.build(state.image)
         targets = _build_targets(extractor, level_content, level_style)
@@ -257,52 +261,61 @@ def _optimize(extractor, content_rgb, style_rgb, optimizer, batch_size, settings
                                                            max(height, width), diverged, callback)
         for history, records in zip(histories, level_histories):
             history += records
-        statuses.append(level_statuses)
+        for image_statuses, status in zip(statuses, level_statuses):
+            image_statuses.append(status)
         done += steps
         images = state.best_image.numpy()
-        if "timed_out" in level_statuses and level < len(levels) - 1:
-            # Straight to full size: its first call runs even out of time, so the result has the full size.
-            levels[level + 1:-1] = []
+        out_of_time = "timed_out" in level_statuses
 
     final_size_px = max(np.shape(content_rgb)[:2])
-    return [
-        _result(histories[i], images[i:i + 1], _worst(level_statuses[i] for level_statuses in statuses), final_size_px)
-        for i in range(batch_size)
-    ]
+    return [_result(histories[i], images[i:i + 1], _worst(statuses[i]), final_size_px) for i in range(batch_size)]
+
+
+def check_coarse_sizes(content_shape, style_shape, settings) -> None:
+    """Raise ValueError when a coarse size is not below the content's longer side or makes an image too narrow.
+
+    Content and style are scaled alike, so every level must keep the shorter
+    side of both at MIN_SIZE_PX or more, the least VGG19 takes.
+    """
+    full_px = max(content_shape[:2])
+    for size_px in settings.coarse_sizes:
+        if size_px >= full_px:
+            raise ValueError(f"coarse size {size_px} px is not below the content image's longer side of {full_px} px; "
+                             f"give coarse sizes below {full_px} px")
+        scale = size_px / full_px
+        smallest = min(*_scaled_size(content_shape, scale), *_scaled_size(style_shape, scale))
+        if smallest < MIN_SIZE_PX:
+            needed_px = math.ceil(MIN_SIZE_PX * full_px / min(*content_shape[:2], *style_shape[:2]))
+            fix = (f"use coarse sizes of at least {needed_px} px for these images" if needed_px < full_px
+                   else "these images are too narrow for any coarse size, so drop coarse_sizes")
+            raise ValueError(f"coarse size {size_px} px scales the content or style image to {smallest} px on one "
+                             f"side, below the {MIN_SIZE_PX} px VGG19 needs; {fix}")
 
 
 def coarse_to_fine_levels(content_rgb, style_rgb, settings) -> list[tuple[np.ndarray, np.ndarray, int]]:
     """Return (content, style, iterations) per level: the coarse sizes, content and style scaled alike, then full size.
 
     Raises:
-        ValueError: a coarse size is not below the content image's longer
-            side, or scales an image below the 16 px VGG19 needs.
+        ValueError: from `check_coarse_sizes`.
     """
-    height, width = np.shape(content_rgb)[:2]
-    full_px = max(height, width)
+    check_coarse_sizes(np.shape(content_rgb), np.shape(style_rgb), settings)
+    full_px = max(np.shape(content_rgb)[:2])
     levels = []
     for size_px in settings.coarse_sizes:
-        if size_px >= full_px:
-            raise ValueError(f"coarse size {size_px} px is not below the content image's longer side of {full_px} px; "
-                             f"give coarse sizes below {full_px} px")
         scale = size_px / full_px
-        content, style = _rescale(content_rgb, scale), _rescale(style_rgb, scale)
-        smallest = min(*np.shape(content)[:2], *np.shape(style)[:2])
-        if smallest < MIN_SIZE_PX:
-            shortest_px = min(*np.shape(content_rgb)[:2], *np.shape(style_rgb)[:2])
-            needed_px = math.ceil(MIN_SIZE_PX * full_px / shortest_px)
-            fix = (f"use coarse sizes of at least {needed_px} px for these images" if needed_px < full_px
-                   else "these images are too narrow for any coarse size, so drop coarse_sizes")
-            raise ValueError(f"coarse size {size_px} px scales the content or style image to {smallest} px on one "
-                             f"side, below the {MIN_SIZE_PX} px VGG19 needs; {fix}")
+        content = _resize_rgb(content_rgb, _scaled_size(np.shape(content_rgb), scale))
+        style = _resize_rgb(style_rgb, _scaled_size(np.shape(style_rgb), scale))
         levels.append((content, style, settings.coarse_iterations))
     return levels + [(content_rgb, style_rgb, settings.iterations)]
 
 
-def _rescale(rgb, scale: float) -> np.ndarray:
-    """Resize an RGB image by `scale`, antialiased, keeping values 0-255 as float32."""
-    height, width = np.shape(rgb)[:2]
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+def _scaled_size(shape, scale: float) -> tuple[int, int]:
+    """Return (height, width) of an image of `shape` (H x W x ...) resized by `scale`, at least 1 x 1."""
+    return max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale))
+
+
+def _resize_rgb(rgb, size: tuple[int, int]) -> np.ndarray:
+    """Resize an RGB image to (height, width), antialiased, keeping values 0-255 as float32."""
     return tf.image.resize(np.asarray(rgb, np.float32), size, method="bilinear", antialias=True).numpy()
 
 
@@ -347,8 +360,7 @@ def _initial_image(content_rgb, style_rgb, settings) -> np.ndarray:
         rgb = np.random.default_rng(settings.seed).uniform(0.0, 255.0, (height, width, 3))
     else:
         # Stretched to the content size, so the aspect ratio changes when the two differ.
-        style = tf.constant(np.asarray(style_rgb, np.float32))
-        rgb = tf.image.resize(style, (height, width), method="bilinear", antialias=True).numpy()
+        rgb = _resize_rgb(style_rgb, (height, width))
     return preprocess(rgb)
 
 

@@ -35,7 +35,8 @@ def test_bfloat16_extractor_close_to_float32(random_weights, extractor):
     (content_32,), style_32 = extractor(image)
     (content_16,), style_16 = mixed(image)
 
-    assert content_16.dtype == tf.bfloat16 and content_32.dtype == tf.float32
+    assert content_16.dtype == tf.bfloat16
+    assert content_32.dtype == tf.float32
     assert mixed.model.layers[1].compute_dtype == "bfloat16"
     for low, high in zip([content_16, *style_16], [content_32, *style_32]):
         low = tf.cast(low, tf.float32)
